@@ -92,7 +92,7 @@ pub fn from_json_value<M: Message + Default>(
 
 /// Decodes the payload of an `Any` (binary) as `M`, after checking it against `support`.
 pub fn decode_any<M: Message + Default>(
-    any: &prost_types::Any,
+    any: &crate::pb::google::protobuf::Any,
     support: &Support,
 ) -> Result<M, ConfigError> {
     let full_name = any.type_url.rsplit_once('/').map_or(any.type_url.as_str(), |(_, n)| n);
