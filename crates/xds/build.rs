@@ -43,7 +43,10 @@ fn main() {
     let includes: Vec<PathBuf> = INCLUDE_DIRS.iter().map(|d| proto_root.join(d)).collect();
     let descriptors = match protox::compile(ROOTS, &includes) {
         Ok(set) => set,
-        Err(error) => panic!("compiling Envoy protos from {}: {error:?}", proto_root.display()),
+        Err(error) => panic!(
+            "compiling Envoy protos from {}: {error:?}",
+            proto_root.display()
+        ),
     };
     let mut descriptors = descriptors;
     // Comments and spans are not needed at run time; dropping them halves the embedded size.
@@ -61,14 +64,24 @@ fn main() {
 /// registry unpacked it.
 fn envoy_types_proto_dir() -> PathBuf {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let manifest = Path::new(&std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_default()).join("Cargo.toml");
+    let manifest =
+        Path::new(&std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_default()).join("Cargo.toml");
     let output = Command::new(cargo)
-        .args(["metadata", "--format-version", "1", "--offline", "--manifest-path"])
+        .args([
+            "metadata",
+            "--format-version",
+            "1",
+            "--offline",
+            "--manifest-path",
+        ])
         .arg(&manifest)
         .output();
     let output = match output {
         Ok(output) if output.status.success() => output,
-        Ok(output) => panic!("cargo metadata failed: {}", String::from_utf8_lossy(&output.stderr)),
+        Ok(output) => panic!(
+            "cargo metadata failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        ),
         Err(error) => panic!("running cargo metadata: {error}"),
     };
     let metadata: serde_json::Value = match serde_json::from_slice(&output.stdout) {

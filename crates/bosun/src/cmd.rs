@@ -1,6 +1,8 @@
 //! The subcommands.
 
 pub(crate) mod analyze;
+pub(crate) mod proxy;
+pub(crate) mod sample;
 pub(crate) mod validate;
 
 use std::path::PathBuf;

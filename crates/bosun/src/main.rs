@@ -1,6 +1,8 @@
 //! `bosun`: the one binary of the Bosun service mesh.
 
 mod cmd;
+mod logging;
+mod signals;
 
 use std::process::ExitCode;
 
@@ -20,6 +22,11 @@ enum Command {
     Validate(cmd::validate::Args),
     /// Find mistakes across resources, as `istioctl analyze` does.
     Analyze(cmd::analyze::Args),
+    /// Run the proxy from an Envoy v3 bootstrap (`-c FILE`), as Envoy runs.
+    Proxy(cmd::proxy::Args),
+    /// Run a built-in sample application (Bookinfo, httpbin, helloworld, tcp-echo, curl).
+    #[command(subcommand)]
+    Sample(bosun_samples::cli::Sample),
 }
 
 fn main() -> ExitCode {
@@ -27,6 +34,8 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Validate(args) => cmd::validate::run(args),
         Command::Analyze(args) => cmd::analyze::run(args),
+        Command::Proxy(args) => cmd::proxy::run(args),
+        Command::Sample(sample) => cmd::sample::run(sample),
     };
     match result {
         Ok(code) => code,

@@ -87,12 +87,14 @@ pub fn data_source(
     match &source.specifier {
         Some(Specifier::InlineString(s)) => Ok(bytes::Bytes::from(s.clone())),
         Some(Specifier::InlineBytes(b)) => Ok(bytes::Bytes::from(b.clone())),
-        Some(Specifier::Filename(path)) => std::fs::read(path)
-            .map(bytes::Bytes::from)
-            .map_err(|source| ConfigError::File {
-                path: path.clone(),
-                source,
-            }),
+        Some(Specifier::Filename(path)) => {
+            std::fs::read(path)
+                .map(bytes::Bytes::from)
+                .map_err(|source| ConfigError::File {
+                    path: path.clone(),
+                    source,
+                })
+        }
         Some(Specifier::EnvironmentVariable(name)) => std::env::var(name)
             .map(bytes::Bytes::from)
             .map_err(|_| ConfigError::invalid(format!("environment variable {name} is not set"))),

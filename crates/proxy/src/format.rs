@@ -401,7 +401,8 @@ fn parse_command(body: &str) -> Result<Segment, FormatError> {
         "UPSTREAM_LOCAL_ADDRESS" => Command::UpstreamLocalAddress,
         "UPSTREAM_TRANSPORT_FAILURE_REASON" => Command::UpstreamTransportFailureReason,
         "DOWNSTREAM_REMOTE_ADDRESS" | "DOWNSTREAM_PEER_ADDRESS" => Command::DownstreamRemoteAddress,
-        "DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT" | "DOWNSTREAM_DIRECT_REMOTE_ADDRESS_WITHOUT_PORT" => {
+        "DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT"
+        | "DOWNSTREAM_DIRECT_REMOTE_ADDRESS_WITHOUT_PORT" => {
             Command::DownstreamRemoteAddressWithoutPort
         }
         "DOWNSTREAM_LOCAL_ADDRESS" => Command::DownstreamLocalAddress,

@@ -48,15 +48,17 @@ impl HeaderMutations {
             let Some(header) = &option.header else {
                 return Err(ConfigError::invalid("header value option without header"));
             };
-            let name = HeaderName::from_bytes(header.key.as_bytes())
-                .map_err(|_| ConfigError::invalid(format!("invalid header name {:?}", header.key)))?;
+            let name = HeaderName::from_bytes(header.key.as_bytes()).map_err(|_| {
+                ConfigError::invalid(format!("invalid header name {:?}", header.key))
+            })?;
             let raw = if header.raw_value.is_empty() {
                 header.value.as_bytes()
             } else {
                 header.raw_value.as_slice()
             };
             let text = String::from_utf8_lossy(raw);
-            let template = Template::parse(&text).map_err(|e| ConfigError::invalid(format!("header {:?}: {e}", header.key)))?;
+            let template = Template::parse(&text)
+                .map_err(|e| ConfigError::invalid(format!("header {:?}: {e}", header.key)))?;
             let value = match template.as_literal() {
                 Some(literal) => Value::Literal(HeaderValue::from_str(literal).map_err(|_| {
                     ConfigError::invalid(format!("invalid value for header {:?}", header.key))
@@ -66,20 +68,24 @@ impl HeaderMutations {
             let action = match option.append.as_ref().map(|b| b.value) {
                 Some(true) => AppendAction::AppendIfExistsOrAdd,
                 Some(false) => AppendAction::OverwriteIfExistsOrAdd,
-                None => match header_value_option::HeaderAppendAction::try_from(option.append_action)
-                    .unwrap_or(header_value_option::HeaderAppendAction::AppendIfExistsOrAdd)
-                {
-                    header_value_option::HeaderAppendAction::AppendIfExistsOrAdd => {
-                        AppendAction::AppendIfExistsOrAdd
+                None => {
+                    match header_value_option::HeaderAppendAction::try_from(option.append_action)
+                        .unwrap_or(header_value_option::HeaderAppendAction::AppendIfExistsOrAdd)
+                    {
+                        header_value_option::HeaderAppendAction::AppendIfExistsOrAdd => {
+                            AppendAction::AppendIfExistsOrAdd
+                        }
+                        header_value_option::HeaderAppendAction::AddIfAbsent => {
+                            AppendAction::AddIfAbsent
+                        }
+                        header_value_option::HeaderAppendAction::OverwriteIfExistsOrAdd => {
+                            AppendAction::OverwriteIfExistsOrAdd
+                        }
+                        header_value_option::HeaderAppendAction::OverwriteIfExists => {
+                            AppendAction::OverwriteIfExists
+                        }
                     }
-                    header_value_option::HeaderAppendAction::AddIfAbsent => AppendAction::AddIfAbsent,
-                    header_value_option::HeaderAppendAction::OverwriteIfExistsOrAdd => {
-                        AppendAction::OverwriteIfExistsOrAdd
-                    }
-                    header_value_option::HeaderAppendAction::OverwriteIfExists => {
-                        AppendAction::OverwriteIfExists
-                    }
-                },
+                }
             };
             additions.push(Addition {
                 name,
@@ -99,6 +105,13 @@ impl HeaderMutations {
             additions,
             removals,
         })
+    }
+
+    /// Whether a value is computed per request (`%…%` commands).
+    pub fn is_templated(&self) -> bool {
+        self.additions
+            .iter()
+            .any(|a| matches!(a.value, Value::Template(_)))
     }
 
     /// Whether this changes nothing.
@@ -180,7 +193,11 @@ mod tests {
         headers.insert("x-remove", HeaderValue::from_static("gone"));
         mutations.apply(&mut headers, &FormatContext::default());
         let all = |name: &str| -> Vec<&str> {
-            headers.get_all(name).iter().map(|v| v.to_str().unwrap()).collect()
+            headers
+                .get_all(name)
+                .iter()
+                .map(|v| v.to_str().unwrap())
+                .collect()
         };
         assert_eq!(all("x-append"), ["a", "b"]);
         assert_eq!(all("x-absent"), ["new"]);
@@ -192,9 +209,15 @@ mod tests {
 
     #[test]
     fn values_may_use_format_commands() {
-        let mutations =
-            HeaderMutations::compile(&[option("x-client", "%DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT%", 0)], &[])
-                .unwrap();
+        let mutations = HeaderMutations::compile(
+            &[option(
+                "x-client",
+                "%DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT%",
+                0,
+            )],
+            &[],
+        )
+        .unwrap();
         let mut headers = HeaderMap::new();
         let ctx = FormatContext {
             downstream_remote_address: Some("10.0.0.1:5000".parse().unwrap()),

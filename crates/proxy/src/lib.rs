@@ -5,12 +5,23 @@
 // `http2_protocol_options`, …), and configurations in the wild use them: so do we.
 #![allow(deprecated)]
 
+pub mod access_log;
+pub mod admin;
 pub mod body;
+pub mod bootstrap;
 pub mod config;
 pub mod format;
 pub mod headers;
+pub mod http;
+pub mod listener;
+pub mod registry;
 pub mod route;
+pub mod server;
 pub mod stats;
 pub mod support;
+pub mod tcp;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod tls;
 pub mod upstream;
+pub mod xds;

@@ -240,7 +240,9 @@ impl StringMatcher {
             Some(MatchPattern::Suffix(s)) => StringMatch::Suffix(lower(s)),
             Some(MatchPattern::Contains(s)) => StringMatch::Contains(lower(s)),
             Some(MatchPattern::SafeRegex(r)) => StringMatch::Regex(full_regex(&r.regex)?),
-            Some(MatchPattern::Custom(_)) => return Err(ConfigError::unsupported("custom string matchers")),
+            Some(MatchPattern::Custom(_)) => {
+                return Err(ConfigError::unsupported("custom string matchers"));
+            }
             None => StringMatch::Exact(String::new()),
         };
         Ok(StringMatcher {
@@ -382,7 +384,10 @@ fn header_mutations(
 
 impl RouteTable {
     /// Compiles a route configuration; cluster names are resolved to slots through `clusters`.
-    pub fn compile(config: pb::RouteConfiguration, clusters: &dyn ClusterResolver) -> Result<RouteTable, ConfigError> {
+    pub fn compile(
+        config: pb::RouteConfiguration,
+        clusters: &dyn ClusterResolver,
+    ) -> Result<RouteTable, ConfigError> {
         let mut table = RouteTable {
             name: config.name.clone(),
             virtual_hosts: Vec::new(),
@@ -391,8 +396,14 @@ impl RouteTable {
             prefixes: Vec::new(),
             any: None,
             ignore_port: config.ignore_port_in_host_matching,
-            request_headers: header_mutations(&config.request_headers_to_add, &config.request_headers_to_remove)?,
-            response_headers: header_mutations(&config.response_headers_to_add, &config.response_headers_to_remove)?,
+            request_headers: header_mutations(
+                &config.request_headers_to_add,
+                &config.request_headers_to_remove,
+            )?,
+            response_headers: header_mutations(
+                &config.response_headers_to_add,
+                &config.response_headers_to_remove,
+            )?,
             most_specific_wins: config.most_specific_header_mutations_wins,
             config: pb::RouteConfiguration::default(),
         };
@@ -442,13 +453,17 @@ impl RouteTable {
             .or_else(|| {
                 self.suffixes
                     .iter()
-                    .find(|(suffix, _)| host.len() > suffix.len() && host.ends_with(suffix.as_str()))
+                    .find(|(suffix, _)| {
+                        host.len() > suffix.len() && host.ends_with(suffix.as_str())
+                    })
                     .map(|(_, i)| *i)
             })
             .or_else(|| {
                 self.prefixes
                     .iter()
-                    .find(|(prefix, _)| host.len() > prefix.len() && host.starts_with(prefix.as_str()))
+                    .find(|(prefix, _)| {
+                        host.len() > prefix.len() && host.starts_with(prefix.as_str())
+                    })
                     .map(|(_, i)| *i)
             })
             .or(self.any)?;
@@ -465,7 +480,9 @@ impl RouteTable {
 
 fn strip_port(host: &str) -> &str {
     if host.starts_with('[') {
-        return host.rsplit_once("]:").map_or(host, |(h, _)| &host[..h.len() + 1]);
+        return host
+            .rsplit_once("]:")
+            .map_or(host, |(h, _)| &host[..h.len() + 1]);
     }
     match host.rsplit_once(':') {
         Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) && !h.contains(':') => h,
@@ -474,47 +491,90 @@ fn strip_port(host: &str) -> &str {
 }
 
 impl VirtualHost {
-    fn compile(vhost: &pb::VirtualHost, clusters: &dyn ClusterResolver) -> Result<Self, ConfigError> {
+    fn compile(
+        vhost: &pb::VirtualHost,
+        clusters: &dyn ClusterResolver,
+    ) -> Result<Self, ConfigError> {
         if vhost.domains.is_empty() {
-            return Err(ConfigError::invalid("a virtual host needs at least one domain"));
+            return Err(ConfigError::invalid(
+                "a virtual host needs at least one domain",
+            ));
         }
         let routes = vhost
             .routes
             .iter()
             .enumerate()
-            .map(|(i, r)| Route::compile(r, clusters).map_err(|e| e.context(format!("route {i} ({:?})", r.name))))
+            .map(|(i, r)| {
+                Route::compile(r, clusters)
+                    .map_err(|e| e.context(format!("route {i} ({:?})", r.name)))
+            })
             .collect::<Result<_, _>>()?;
         Ok(VirtualHost {
             name: vhost.name.clone(),
             routes,
-            request_headers: header_mutations(&vhost.request_headers_to_add, &vhost.request_headers_to_remove)?,
-            response_headers: header_mutations(&vhost.response_headers_to_add, &vhost.response_headers_to_remove)?,
+            request_headers: header_mutations(
+                &vhost.request_headers_to_add,
+                &vhost.request_headers_to_remove,
+            )?,
+            response_headers: header_mutations(
+                &vhost.response_headers_to_add,
+                &vhost.response_headers_to_remove,
+            )?,
         })
     }
 }
 
 impl Route {
     fn compile(route: &pb::Route, clusters: &dyn ClusterResolver) -> Result<Self, ConfigError> {
-        let matcher = RouteMatcher::compile(route.r#match.as_ref().ok_or_else(|| ConfigError::invalid("route without match"))?)?;
+        let matcher = RouteMatcher::compile(
+            route
+                .r#match
+                .as_ref()
+                .ok_or_else(|| ConfigError::invalid("route without match"))?,
+        )?;
         let action = match &route.action {
-            Some(pb::route::Action::Route(action)) => Action::Forward(Forward::compile(action, clusters)?),
-            Some(pb::route::Action::Redirect(redirect)) => Action::Redirect(Redirect::compile(redirect)?),
+            Some(pb::route::Action::Route(action)) => {
+                Action::Forward(Forward::compile(action, clusters)?)
+            }
+            Some(pb::route::Action::Redirect(redirect)) => {
+                Action::Redirect(Redirect::compile(redirect)?)
+            }
             Some(pb::route::Action::DirectResponse(direct)) => Action::Direct {
                 status: StatusCode::from_u16(u16::try_from(direct.status).unwrap_or(0))
                     .ok()
                     .filter(|s| (200..600).contains(&s.as_u16()))
-                    .ok_or_else(|| ConfigError::invalid(format!("invalid direct response status {}", direct.status)))?,
-                body: direct.body.as_ref().map(config::data_source).transpose()?.unwrap_or_default(),
+                    .ok_or_else(|| {
+                        ConfigError::invalid(format!(
+                            "invalid direct response status {}",
+                            direct.status
+                        ))
+                    })?,
+                body: direct
+                    .body
+                    .as_ref()
+                    .map(config::data_source)
+                    .transpose()?
+                    .unwrap_or_default(),
             },
-            Some(_) => return Err(ConfigError::unsupported("route action other than route, redirect or direct_response")),
+            Some(_) => {
+                return Err(ConfigError::unsupported(
+                    "route action other than route, redirect or direct_response",
+                ));
+            }
             None => return Err(ConfigError::invalid("route without action")),
         };
         Ok(Route {
             name: route.name.clone(),
             matcher,
             action,
-            request_headers: header_mutations(&route.request_headers_to_add, &route.request_headers_to_remove)?,
-            response_headers: header_mutations(&route.response_headers_to_add, &route.response_headers_to_remove)?,
+            request_headers: header_mutations(
+                &route.request_headers_to_add,
+                &route.request_headers_to_remove,
+            )?,
+            response_headers: header_mutations(
+                &route.response_headers_to_add,
+                &route.response_headers_to_remove,
+            )?,
         })
     }
 
@@ -550,21 +610,33 @@ impl RouteMatcher {
             Some(PathSpecifier::SafeRegex(r)) => PathMatch::Regex(regex_matcher(r)?),
             Some(PathSpecifier::PathSeparatedPrefix(p)) => {
                 if p.contains('?') || p.contains('#') || (p.len() > 1 && p.ends_with('/')) {
-                    return Err(ConfigError::invalid(format!("invalid path_separated_prefix {p:?}")));
+                    return Err(ConfigError::invalid(format!(
+                        "invalid path_separated_prefix {p:?}"
+                    )));
                 }
                 PathMatch::SeparatedPrefix(norm(p))
             }
-            Some(_) => return Err(ConfigError::unsupported("path matchers other than prefix, path, safe_regex and path_separated_prefix")),
+            Some(_) => {
+                return Err(ConfigError::unsupported(
+                    "path matchers other than prefix, path, safe_regex and path_separated_prefix",
+                ));
+            }
             None => return Err(ConfigError::invalid("route match without a path specifier")),
         };
-        let headers = m.headers.iter().map(HeaderMatcher::compile).collect::<Result<_, _>>()?;
+        let headers = m
+            .headers
+            .iter()
+            .map(HeaderMatcher::compile)
+            .collect::<Result<_, _>>()?;
         let query = m
             .query_parameters
             .iter()
             .map(|q| {
                 use pb::query_parameter_matcher::QueryParameterMatchSpecifier;
                 let value = match &q.query_parameter_match_specifier {
-                    Some(QueryParameterMatchSpecifier::StringMatch(s)) => Some(StringMatcher::compile(s)?),
+                    Some(QueryParameterMatchSpecifier::StringMatch(s)) => {
+                        Some(StringMatcher::compile(s)?)
+                    }
                     Some(QueryParameterMatchSpecifier::PresentMatch(_)) | None => None,
                 };
                 Ok(QueryMatcher {
@@ -573,14 +645,18 @@ impl RouteMatcher {
                 })
             })
             .collect::<Result<_, ConfigError>>()?;
-        let fraction = m.runtime_fraction.as_ref().and_then(|f| f.default_value.as_ref()).map(|p| {
-            let denominator = match p.denominator {
-                1 => 10_000,
-                2 => 1_000_000,
-                _ => 100,
-            };
-            (p.numerator.min(denominator), denominator)
-        });
+        let fraction = m
+            .runtime_fraction
+            .as_ref()
+            .and_then(|f| f.default_value.as_ref())
+            .map(|p| {
+                let denominator = match p.denominator {
+                    1 => 10_000,
+                    2 => 1_000_000,
+                    _ => 100,
+                };
+                (p.numerator.min(denominator), denominator)
+            });
         Ok(RouteMatcher {
             path,
             case_sensitive,
@@ -604,7 +680,10 @@ impl RouteMatcher {
             PathMatch::Prefix(p) => path.starts_with(p.as_str()),
             PathMatch::Exact(p) => path == p,
             PathMatch::SeparatedPrefix(p) => {
-                path.starts_with(p.as_str()) && (path.len() == p.len() || path.as_bytes()[p.len()] == b'/' || p.ends_with('/'))
+                path.starts_with(p.as_str())
+                    && (path.len() == p.len()
+                        || path.as_bytes()[p.len()] == b'/'
+                        || p.ends_with('/'))
             }
             PathMatch::Regex(r) => r.is_match(raw_path),
         };
@@ -625,12 +704,13 @@ impl RouteMatcher {
         }
         if !self.query.is_empty() {
             let params = parse_query(request.query().unwrap_or(""));
-            let all = self.query.iter().all(|q| {
-                match params.iter().find(|(name, _)| *name == q.name) {
-                    None => false,
-                    Some((_, value)) => q.value.as_ref().is_none_or(|m| m.matches(value)),
-                }
-            });
+            let all =
+                self.query
+                    .iter()
+                    .all(|q| match params.iter().find(|(name, _)| *name == q.name) {
+                        None => false,
+                        Some((_, value)) => q.value.as_ref().is_none_or(|m| m.matches(value)),
+                    });
             if !all {
                 return false;
             }
@@ -700,7 +780,9 @@ impl HeaderMatcher {
             Some(HeaderMatchSpecifier::PrefixMatch(p)) => HeaderMatch::Prefix(p.clone()),
             Some(HeaderMatchSpecifier::SuffixMatch(s)) => HeaderMatch::Suffix(s.clone()),
             Some(HeaderMatchSpecifier::ContainsMatch(c)) => HeaderMatch::Contains(c.clone()),
-            Some(HeaderMatchSpecifier::StringMatch(s)) => HeaderMatch::String(StringMatcher::compile(s)?),
+            Some(HeaderMatchSpecifier::StringMatch(s)) => {
+                HeaderMatch::String(StringMatcher::compile(s)?)
+            }
             None => HeaderMatch::Value(String::new()),
         };
         Ok(HeaderMatcher {
@@ -757,7 +839,9 @@ impl HeaderMatcher {
         let matched = match &self.kind {
             HeaderMatch::Value(v) => v.is_empty() || value == v,
             HeaderMatch::Regex(r) => r.is_match(value),
-            HeaderMatch::Range(start, end) => value.parse::<i64>().is_ok_and(|n| n >= *start && n < *end),
+            HeaderMatch::Range(start, end) => {
+                value.parse::<i64>().is_ok_and(|n| n >= *start && n < *end)
+            }
             HeaderMatch::Present(p) => *p,
             HeaderMatch::Prefix(p) => value.starts_with(p.as_str()),
             HeaderMatch::Suffix(s) => value.ends_with(s.as_str()),
@@ -769,34 +853,53 @@ impl HeaderMatcher {
 }
 
 impl Forward {
-    fn compile(action: &pb::RouteAction, clusters: &dyn ClusterResolver) -> Result<Self, ConfigError> {
+    fn compile(
+        action: &pb::RouteAction,
+        clusters: &dyn ClusterResolver,
+    ) -> Result<Self, ConfigError> {
         use pb::route_action::{ClusterSpecifier, HostRewriteSpecifier};
         let target = match &action.cluster_specifier {
-            Some(ClusterSpecifier::Cluster(name)) => ClusterTarget::Single(clusters.cluster_slot(name)),
-            Some(ClusterSpecifier::ClusterHeader(name)) => ClusterTarget::Header(
-                HeaderName::from_bytes(name.as_bytes())
-                    .map_err(|_| ConfigError::invalid(format!("invalid cluster_header {name:?}")))?,
-            ),
+            Some(ClusterSpecifier::Cluster(name)) => {
+                ClusterTarget::Single(clusters.cluster_slot(name))
+            }
+            Some(ClusterSpecifier::ClusterHeader(name)) => {
+                ClusterTarget::Header(HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
+                    ConfigError::invalid(format!("invalid cluster_header {name:?}"))
+                })?)
+            }
             Some(ClusterSpecifier::WeightedClusters(weighted)) => {
                 let clusters = weighted
                     .clusters
                     .iter()
                     .map(|c| {
                         if c.name.is_empty() {
-                            return Err(ConfigError::unsupported("weighted cluster without name (cluster_header)"));
+                            return Err(ConfigError::unsupported(
+                                "weighted cluster without name (cluster_header)",
+                            ));
                         }
                         Ok(WeightedCluster {
                             slot: clusters.cluster_slot(&c.name),
                             weight: u64::from(c.weight.as_ref().map_or(0, |w| w.value)),
-                            request_headers: header_mutations(&c.request_headers_to_add, &c.request_headers_to_remove)?,
-                            response_headers: header_mutations(&c.response_headers_to_add, &c.response_headers_to_remove)?,
+                            request_headers: header_mutations(
+                                &c.request_headers_to_add,
+                                &c.request_headers_to_remove,
+                            )?,
+                            response_headers: header_mutations(
+                                &c.response_headers_to_add,
+                                &c.response_headers_to_remove,
+                            )?,
                         })
                     })
                     .collect::<Result<Vec<_>, _>>()?;
                 let sum: u64 = clusters.iter().map(|c| c.weight).sum();
-                let total = weighted.total_weight.as_ref().map_or(sum, |w| u64::from(w.value));
+                let total = weighted
+                    .total_weight
+                    .as_ref()
+                    .map_or(sum, |w| u64::from(w.value));
                 if total == 0 {
-                    return Err(ConfigError::invalid("weighted_clusters: sum of weights must be greater than 0"));
+                    return Err(ConfigError::invalid(
+                        "weighted_clusters: sum of weights must be greater than 0",
+                    ));
                 }
                 if weighted.total_weight.is_some() && sum != total {
                     return Err(ConfigError::invalid(format!(
@@ -810,12 +913,18 @@ impl Forward {
         };
         let host_rewrite = match &action.host_rewrite_specifier {
             None => None,
-            Some(HostRewriteSpecifier::HostRewriteLiteral(host)) => Some(HostRewrite::Literal(
-                HeaderValue::from_str(host).map_err(|_| ConfigError::invalid(format!("invalid host_rewrite_literal {host:?}")))?,
-            )),
+            Some(HostRewriteSpecifier::HostRewriteLiteral(host)) => {
+                Some(HostRewrite::Literal(HeaderValue::from_str(host).map_err(
+                    |_| ConfigError::invalid(format!("invalid host_rewrite_literal {host:?}")),
+                )?))
+            }
             Some(HostRewriteSpecifier::AutoHostRewrite(v)) if v.value => Some(HostRewrite::Auto),
             Some(HostRewriteSpecifier::AutoHostRewrite(_)) => None,
-            Some(_) => return Err(ConfigError::unsupported("host rewrite other than host_rewrite_literal or auto_host_rewrite")),
+            Some(_) => {
+                return Err(ConfigError::unsupported(
+                    "host rewrite other than host_rewrite_literal or auto_host_rewrite",
+                ));
+            }
         };
         let cluster_not_found = match action.cluster_not_found_response_code {
             1 => StatusCode::NOT_FOUND,
@@ -823,13 +932,19 @@ impl Forward {
             _ => StatusCode::SERVICE_UNAVAILABLE,
         };
         if !action.prefix_rewrite.is_empty() && action.regex_rewrite.is_some() {
-            return Err(ConfigError::invalid("cannot set both prefix_rewrite and regex_rewrite"));
+            return Err(ConfigError::invalid(
+                "cannot set both prefix_rewrite and regex_rewrite",
+            ));
         }
         Ok(Forward {
             target,
             cluster_not_found,
             prefix_rewrite: Some(action.prefix_rewrite.clone()).filter(|p| !p.is_empty()),
-            regex_rewrite: action.regex_rewrite.as_ref().map(substitution).transpose()?,
+            regex_rewrite: action
+                .regex_rewrite
+                .as_ref()
+                .map(substitution)
+                .transpose()?,
             host_rewrite,
             // Envoy's default route timeout is 15 s; 0 disables it.
             timeout: match &action.timeout {
@@ -840,7 +955,12 @@ impl Forward {
             upgrades: action
                 .upgrade_configs
                 .iter()
-                .map(|u| (u.upgrade_type.to_ascii_lowercase(), u.enabled.as_ref().is_none_or(|b| b.value)))
+                .map(|u| {
+                    (
+                        u.upgrade_type.to_ascii_lowercase(),
+                        u.enabled.as_ref().is_none_or(|b| b.value),
+                    )
+                })
                 .collect(),
         })
     }
@@ -859,7 +979,9 @@ impl Redirect {
             Some(PathRewriteSpecifier::PrefixRewrite(p)) => (None, Some(p.clone()), None),
             Some(PathRewriteSpecifier::RegexRewrite(r)) => (None, None, Some(substitution(r)?)),
             Some(PathRewriteSpecifier::PathRewrite(_)) => {
-                return Err(ConfigError::unsupported("redirect path_rewrite (path templates)"));
+                return Err(ConfigError::unsupported(
+                    "redirect path_rewrite (path templates)",
+                ));
             }
             None => (None, None, None),
         };
@@ -873,7 +995,9 @@ impl Redirect {
         Ok(Redirect {
             scheme,
             host: Some(redirect.host_redirect.clone()).filter(|h| !h.is_empty()),
-            port: u16::try_from(redirect.port_redirect).ok().filter(|p| *p != 0),
+            port: u16::try_from(redirect.port_redirect)
+                .ok()
+                .filter(|p| *p != 0),
             path,
             prefix_rewrite,
             regex_rewrite,
@@ -898,7 +1022,8 @@ impl Redirect {
         if let Some(p) = self.port {
             port = Some(p.to_string());
         }
-        let port = port.filter(|p| !((scheme == "http" && p == "80") || (scheme == "https" && p == "443")));
+        let port = port
+            .filter(|p| !((scheme == "http" && p == "80") || (scheme == "https" && p == "443")));
         let original_path = request.path();
         let query = request.query();
         let mut path = match (&self.path, &self.prefix_rewrite, &self.regex_rewrite) {
@@ -912,7 +1037,9 @@ impl Redirect {
                     _ => original_path.to_owned(),
                 }
             }
-            (None, None, Some((regex, replacement))) => regex.replace_all(original_path, replacement.as_str()).into_owned(),
+            (None, None, Some((regex, replacement))) => regex
+                .replace_all(original_path, replacement.as_str())
+                .into_owned(),
             (None, None, None) => original_path.to_owned(),
         };
         let path_has_query = path.contains('?');

@@ -116,7 +116,11 @@ impl Stats {
 
     /// The gauge named `name`, created at zero if new.
     pub fn gauge(&self, name: &str) -> Gauge {
-        self.registry().gauges.entry(name.to_owned()).or_default().clone()
+        self.registry()
+            .gauges
+            .entry(name.to_owned())
+            .or_default()
+            .clone()
     }
 
     /// Every stat, sorted by name.
@@ -189,7 +193,13 @@ impl Stats {
 fn prometheus_name(name: &str) -> (String, String) {
     let sanitize = |s: &str| -> String {
         s.chars()
-            .map(|c| if c.is_ascii_alphanumeric() || c == '_' { c } else { '_' })
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '_' {
+                    c
+                } else {
+                    '_'
+                }
+            })
             .collect()
     };
     let tagged = |prefix: &str, tag: &str, rest: &str| -> Option<(String, String)> {
@@ -217,10 +227,28 @@ fn prometheus_name(name: &str) -> (String, String) {
 /// dot that starts a stat name we know the shape of (a lowercase word), leaving dots in the tag.
 fn split_tag_value(rest: &str) -> Option<(&str, &str)> {
     const STAT_ROOTS: &[&str] = &[
-        "upstream_", "downstream_", "no_", "rq_", "membership_", "update_", "lb_", "max_host_",
-        "internal", "outlier_detection.", "circuit_breakers.", "assignment_", "bind_errors",
-        "version", "warming_", "idle_timeout", "on_demand", "original_dst", "retry_or_shadow",
-        "tracing.", "init.", "cx_",
+        "upstream_",
+        "downstream_",
+        "no_",
+        "rq_",
+        "membership_",
+        "update_",
+        "lb_",
+        "max_host_",
+        "internal",
+        "outlier_detection.",
+        "circuit_breakers.",
+        "assignment_",
+        "bind_errors",
+        "version",
+        "warming_",
+        "idle_timeout",
+        "on_demand",
+        "original_dst",
+        "retry_or_shadow",
+        "tracing.",
+        "init.",
+        "cx_",
     ];
     rest.char_indices()
         .filter(|(_, c)| *c == '.')
@@ -245,6 +273,14 @@ impl StatusCounters {
             stats: stats.clone(),
             classes: std::array::from_fn(|i| stats.counter(&format!("{prefix}_{}xx", i + 1))),
             codes: (0..600).map(|_| OnceLock::new()).collect(),
+        }
+    }
+
+    /// Counters named `<prefix>_1xx` … `<prefix>_5xx` only (Envoy's downstream stats).
+    pub fn classes_only(stats: &Arc<Stats>, prefix: &str) -> Self {
+        StatusCounters {
+            codes: Box::new([]),
+            ..StatusCounters::new(stats, prefix)
         }
     }
 
@@ -289,10 +325,13 @@ mod tests {
     #[test]
     fn prometheus_names_extract_envoy_tags() {
         assert_eq!(
-            prometheus_name("cluster.outbound|9080||reviews.default.svc.cluster.local.upstream_rq_total"),
+            prometheus_name(
+                "cluster.outbound|9080||reviews.default.svc.cluster.local.upstream_rq_total"
+            ),
             (
                 "envoy_cluster_upstream_rq_total".to_owned(),
-                "{envoy_cluster_name=\"outbound|9080||reviews.default.svc.cluster.local\"}".to_owned()
+                "{envoy_cluster_name=\"outbound|9080||reviews.default.svc.cluster.local\"}"
+                    .to_owned()
             )
         );
         assert_eq!(

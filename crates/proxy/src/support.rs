@@ -46,11 +46,13 @@ pub const ROUTER: &str = "envoy.extensions.filters.http.router.v3.Router";
 /// `envoy.filters.listener.tls_inspector`.
 pub const TLS_INSPECTOR: &str = "envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector";
 /// `envoy.filters.listener.http_inspector`.
-pub const HTTP_INSPECTOR: &str = "envoy.extensions.filters.listener.http_inspector.v3.HttpInspector";
+pub const HTTP_INSPECTOR: &str =
+    "envoy.extensions.filters.listener.http_inspector.v3.HttpInspector";
 /// `envoy.filters.listener.original_dst`.
 pub const ORIGINAL_DST: &str = "envoy.extensions.filters.listener.original_dst.v3.OriginalDst";
 /// `envoy.transport_sockets.tls` (upstream).
-pub const UPSTREAM_TLS_CONTEXT: &str = "envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext";
+pub const UPSTREAM_TLS_CONTEXT: &str =
+    "envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext";
 /// `envoy.transport_sockets.tls` (downstream).
 pub const DOWNSTREAM_TLS_CONTEXT: &str =
     "envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext";
@@ -100,7 +102,10 @@ const MESSAGES: &[(&str, Fields)] = &[
         "envoy.config.core.v3.ConfigSource",
         Fields::Only(&["ads", "resource_api_version", "initial_fetch_timeout"]),
     ),
-    ("envoy.config.core.v3.AggregatedConfigSource", Fields::Only(&[])),
+    (
+        "envoy.config.core.v3.AggregatedConfigSource",
+        Fields::Only(&[]),
+    ),
     (
         "envoy.config.core.v3.ApiConfigSource",
         Fields::Only(&[
@@ -152,7 +157,13 @@ const MESSAGES: &[(&str, Fields)] = &[
     ),
     (
         "envoy.config.listener.v3.FilterChain",
-        Fields::Only(&["filter_chain_match", "filters", "transport_socket", "name", "metadata"]),
+        Fields::Only(&[
+            "filter_chain_match",
+            "filters",
+            "transport_socket",
+            "name",
+            "metadata",
+        ]),
     ),
     (
         "envoy.config.listener.v3.FilterChainMatch",
@@ -281,7 +292,10 @@ const MESSAGES: &[(&str, Fields)] = &[
             "grpc",
         ]),
     ),
-    ("envoy.config.route.v3.RouteMatch.GrpcRouteMatchOptions", Fields::Only(&[])),
+    (
+        "envoy.config.route.v3.RouteMatch.GrpcRouteMatchOptions",
+        Fields::Only(&[]),
+    ),
     (
         "envoy.config.route.v3.HeaderMatcher",
         Fields::Only(&[
@@ -304,13 +318,23 @@ const MESSAGES: &[(&str, Fields)] = &[
     ),
     (
         "envoy.type.matcher.v3.StringMatcher",
-        Fields::Only(&["exact", "prefix", "suffix", "safe_regex", "contains", "ignore_case"]),
+        Fields::Only(&[
+            "exact",
+            "prefix",
+            "suffix",
+            "safe_regex",
+            "contains",
+            "ignore_case",
+        ]),
     ),
     (
         "envoy.type.matcher.v3.RegexMatcher",
         Fields::Only(&["google_re2", "regex"]),
     ),
-    ("envoy.type.matcher.v3.RegexMatcher.GoogleRE2", Fields::Only(&[])),
+    (
+        "envoy.type.matcher.v3.RegexMatcher.GoogleRE2",
+        Fields::Only(&[]),
+    ),
     (
         "envoy.type.matcher.v3.RegexMatchAndSubstitute",
         Fields::Only(&["pattern", "substitution"]),
@@ -350,7 +374,11 @@ const MESSAGES: &[(&str, Fields)] = &[
     ),
     (
         "envoy.config.route.v3.WeightedCluster.ClusterWeight",
-        Fields::Only(with_header_mutations!["name", "weight", "typed_per_filter_config"]),
+        Fields::Only(with_header_mutations![
+            "name",
+            "weight",
+            "typed_per_filter_config"
+        ]),
     ),
     (
         "envoy.config.route.v3.RedirectAction",
@@ -413,11 +441,21 @@ const MESSAGES: &[(&str, Fields)] = &[
     ),
     (
         "envoy.config.endpoint.v3.LocalityLbEndpoints",
-        Fields::Only(&["locality", "lb_endpoints", "load_balancing_weight", "priority"]),
+        Fields::Only(&[
+            "locality",
+            "lb_endpoints",
+            "load_balancing_weight",
+            "priority",
+        ]),
     ),
     (
         "envoy.config.endpoint.v3.LbEndpoint",
-        Fields::Only(&["endpoint", "health_status", "load_balancing_weight", "metadata"]),
+        Fields::Only(&[
+            "endpoint",
+            "health_status",
+            "load_balancing_weight",
+            "metadata",
+        ]),
     ),
     (
         "envoy.config.endpoint.v3.Endpoint",
@@ -439,7 +477,10 @@ const MESSAGES: &[(&str, Fields)] = &[
         "envoy.extensions.upstreams.http.v3.HttpProtocolOptions.UseDownstreamHttpConfig",
         Fields::Only(&["http_protocol_options", "http2_protocol_options"]),
     ),
-    ("envoy.config.core.v3.Http1ProtocolOptions", Fields::Only(&[])),
+    (
+        "envoy.config.core.v3.Http1ProtocolOptions",
+        Fields::Only(&[]),
+    ),
     (
         "envoy.config.core.v3.Http2ProtocolOptions",
         Fields::Only(&["max_concurrent_streams"]),
@@ -455,11 +496,19 @@ const MESSAGES: &[(&str, Fields)] = &[
     ),
     (
         "envoy.extensions.transport_sockets.tls.v3.CommonTlsContext",
-        Fields::Only(&["tls_certificates", "validation_context", "alpn_protocols", "tls_params"]),
+        Fields::Only(&[
+            "tls_certificates",
+            "validation_context",
+            "alpn_protocols",
+            "tls_params",
+        ]),
     ),
     (
         "envoy.extensions.transport_sockets.tls.v3.TlsParameters",
-        Fields::Only(&["tls_minimum_protocol_version", "tls_maximum_protocol_version"]),
+        Fields::Only(&[
+            "tls_minimum_protocol_version",
+            "tls_maximum_protocol_version",
+        ]),
     ),
     (
         "envoy.extensions.transport_sockets.tls.v3.TlsCertificate",
@@ -472,7 +521,13 @@ const MESSAGES: &[(&str, Fields)] = &[
     // TCP proxy.
     (
         TCP_PROXY,
-        Fields::Only(&["stat_prefix", "cluster", "weighted_clusters", "idle_timeout", "access_log"]),
+        Fields::Only(&[
+            "stat_prefix",
+            "cluster",
+            "weighted_clusters",
+            "idle_timeout",
+            "access_log",
+        ]),
     ),
     (
         "envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy.WeightedCluster",
@@ -495,6 +550,12 @@ const MESSAGES: &[(&str, Fields)] = &[
     (STDERR_ACCESS_LOG, Fields::Only(&["log_format"])),
     (
         "envoy.config.core.v3.SubstitutionFormatString",
-        Fields::Only(&["text_format", "json_format", "text_format_source", "omit_empty_values", "content_type"]),
+        Fields::Only(&[
+            "text_format",
+            "json_format",
+            "text_format_source",
+            "omit_empty_values",
+            "content_type",
+        ]),
     ),
 ];

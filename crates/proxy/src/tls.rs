@@ -38,12 +38,16 @@ fn versions(common: &CommonTlsContext) -> Vec<&'static rustls::SupportedProtocol
     out
 }
 
-fn certificates(common: &CommonTlsContext) -> Result<Option<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)>, ConfigError> {
+fn certificates(
+    common: &CommonTlsContext,
+) -> Result<Option<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)>, ConfigError> {
     let Some(cert) = common.tls_certificates.first() else {
         return Ok(None);
     };
     if common.tls_certificates.len() > 1 {
-        return Err(ConfigError::unsupported("more than one tls_certificates entry"));
+        return Err(ConfigError::unsupported(
+            "more than one tls_certificates entry",
+        ));
     }
     let chain_pem = cert
         .certificate_chain
@@ -61,7 +65,9 @@ fn certificates(common: &CommonTlsContext) -> Result<Option<(Vec<CertificateDer<
         .collect::<Result<_, _>>()
         .map_err(|e| ConfigError::invalid(format!("certificate_chain: {e}")))?;
     if chain.is_empty() {
-        return Err(ConfigError::invalid("certificate_chain holds no certificate"));
+        return Err(ConfigError::invalid(
+            "certificate_chain holds no certificate",
+        ));
     }
     let key = PrivateKeyDer::from_pem_slice(&key_pem)
         .map_err(|e| ConfigError::invalid(format!("private_key: {e}")))?;
@@ -70,10 +76,13 @@ fn certificates(common: &CommonTlsContext) -> Result<Option<(Vec<CertificateDer<
 
 fn trusted_roots(common: &CommonTlsContext) -> Result<Option<rustls::RootCertStore>, ConfigError> {
     use bosun_xds::pb::envoy::extensions::transport_sockets::tls::v3::common_tls_context::ValidationContextType;
-    let Some(ValidationContextType::ValidationContext(validation)) = &common.validation_context_type
+    let Some(ValidationContextType::ValidationContext(validation)) =
+        &common.validation_context_type
     else {
         if common.validation_context_type.is_some() {
-            return Err(ConfigError::unsupported("validation context other than validation_context"));
+            return Err(ConfigError::unsupported(
+                "validation context other than validation_context",
+            ));
         }
         return Ok(None);
     };
@@ -103,7 +112,9 @@ pub struct TlsConnector {
 
 impl std::fmt::Debug for TlsConnector {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TlsConnector").field("sni", &self.sni).finish_non_exhaustive()
+        f.debug_struct("TlsConnector")
+            .field("sni", &self.sni)
+            .finish_non_exhaustive()
     }
 }
 
@@ -127,7 +138,11 @@ impl TlsConnector {
                 .map_err(|e| ConfigError::invalid(format!("client certificate: {e}")))?,
             None => builder.with_no_client_auth(),
         };
-        config.alpn_protocols = common.alpn_protocols.iter().map(|p| p.as_bytes().to_vec()).collect();
+        config.alpn_protocols = common
+            .alpn_protocols
+            .iter()
+            .map(|p| p.as_bytes().to_vec())
+            .collect();
         let offers_h2 = common.alpn_protocols.iter().any(|p| p == "h2");
         let sni = if context.sni.is_empty() {
             config.enable_sni = false;
@@ -160,15 +175,23 @@ impl TlsConnector {
 }
 
 /// Builds the server side of a `DownstreamTlsContext`.
-pub fn server_config(context: &DownstreamTlsContext) -> Result<Arc<rustls::ServerConfig>, ConfigError> {
+pub fn server_config(
+    context: &DownstreamTlsContext,
+) -> Result<Arc<rustls::ServerConfig>, ConfigError> {
     let common = context.common_tls_context.clone().unwrap_or_default();
     let builder = rustls::ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(&versions(&common))
         .map_err(|e| ConfigError::invalid(e.to_string()))?;
-    let require_client = context.require_client_certificate.as_ref().is_some_and(|b| b.value);
+    let require_client = context
+        .require_client_certificate
+        .as_ref()
+        .is_some_and(|b| b.value);
     let builder = match trusted_roots(&common)? {
         Some(roots) => {
-            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider());
+            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                Arc::new(roots),
+                provider(),
+            );
             let verifier = if require_client {
                 verifier.build()
             } else {
@@ -185,12 +208,18 @@ pub fn server_config(context: &DownstreamTlsContext) -> Result<Arc<rustls::Serve
         None => builder.with_no_client_auth(),
     };
     let Some((chain, key)) = certificates(&common)? else {
-        return Err(ConfigError::invalid("a downstream TLS context needs tls_certificates"));
+        return Err(ConfigError::invalid(
+            "a downstream TLS context needs tls_certificates",
+        ));
     };
     let mut config = builder
         .with_single_cert(chain, key)
         .map_err(|e| ConfigError::invalid(format!("server certificate: {e}")))?;
-    config.alpn_protocols = common.alpn_protocols.iter().map(|p| p.as_bytes().to_vec()).collect();
+    config.alpn_protocols = common
+        .alpn_protocols
+        .iter()
+        .map(|p| p.as_bytes().to_vec())
+        .collect();
     Ok(Arc::new(config))
 }
 
@@ -216,7 +245,12 @@ impl ServerCertVerifier for AcceptAnyServer {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
     }
 
     fn verify_tls13_signature(
@@ -225,7 +259,12 @@ impl ServerCertVerifier for AcceptAnyServer {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {

@@ -190,7 +190,10 @@ impl HostSet {
 
     /// Endpoints that can take traffic.
     pub fn healthy_count(&self) -> usize {
-        self.hosts.iter().filter(|h| h.health == Health::Healthy).count()
+        self.hosts
+            .iter()
+            .filter(|h| h.health == Health::Healthy)
+            .count()
     }
 }
 
@@ -363,7 +366,8 @@ impl Cluster {
         let kind = match &config.cluster_discovery_type {
             None => ClusterKind::Static,
             Some(cluster::ClusterDiscoveryType::Type(t)) => {
-                match cluster::DiscoveryType::try_from(*t).unwrap_or(cluster::DiscoveryType::Static) {
+                match cluster::DiscoveryType::try_from(*t).unwrap_or(cluster::DiscoveryType::Static)
+                {
                     cluster::DiscoveryType::Static => ClusterKind::Static,
                     cluster::DiscoveryType::StrictDns => ClusterKind::StrictDns,
                     cluster::DiscoveryType::LogicalDns => ClusterKind::LogicalDns,
@@ -372,16 +376,25 @@ impl Cluster {
                 }
             }
             Some(cluster::ClusterDiscoveryType::ClusterType(_)) => {
-                return Err(ConfigError::unsupported("cluster_type (custom cluster extensions)"));
+                return Err(ConfigError::unsupported(
+                    "cluster_type (custom cluster extensions)",
+                ));
             }
         };
-        let lb = cluster::LbPolicy::try_from(config.lb_policy).unwrap_or(cluster::LbPolicy::RoundRobin);
+        let lb =
+            cluster::LbPolicy::try_from(config.lb_policy).unwrap_or(cluster::LbPolicy::RoundRobin);
         let lb_ok = match kind {
-            ClusterKind::OriginalDst => matches!(lb, cluster::LbPolicy::ClusterProvided | cluster::LbPolicy::RoundRobin),
+            ClusterKind::OriginalDst => matches!(
+                lb,
+                cluster::LbPolicy::ClusterProvided | cluster::LbPolicy::RoundRobin
+            ),
             _ => lb == cluster::LbPolicy::RoundRobin,
         };
         if !lb_ok {
-            return Err(ConfigError::unsupported(format!("lb_policy {}", lb.as_str_name())));
+            return Err(ConfigError::unsupported(format!(
+                "lb_policy {}",
+                lb.as_str_name()
+            )));
         }
         let connect_timeout = config
             .connect_timeout
@@ -426,13 +439,19 @@ impl Cluster {
                 for locality in &assignment.endpoints {
                     for lb_endpoint in &locality.lb_endpoints {
                         if let Some((host, port)) = endpoint_target(lb_endpoint)? {
-                            let weight = lb_endpoint.load_balancing_weight.as_ref().map_or(1, |w| w.value).max(1);
+                            let weight = lb_endpoint
+                                .load_balancing_weight
+                                .as_ref()
+                                .map_or(1, |w| w.value)
+                                .max(1);
                             targets.push((host, port, weight, locality.priority));
                         }
                     }
                 }
                 if kind == ClusterKind::LogicalDns && targets.len() != 1 {
-                    return Err(ConfigError::invalid("LOGICAL_DNS clusters must have exactly one endpoint"));
+                    return Err(ConfigError::invalid(
+                        "LOGICAL_DNS clusters must have exactly one endpoint",
+                    ));
                 }
                 let family = cluster::DnsLookupFamily::try_from(config.dns_lookup_family)
                     .unwrap_or(cluster::DnsLookupFamily::Auto);
@@ -497,14 +516,26 @@ impl Cluster {
                     .collect(),
             };
             let mut addresses: Vec<SocketAddr> = match dns.family {
-                cluster::DnsLookupFamily::V4Only => addresses.into_iter().filter(SocketAddr::is_ipv4).collect(),
-                cluster::DnsLookupFamily::V6Only => addresses.into_iter().filter(SocketAddr::is_ipv6).collect(),
+                cluster::DnsLookupFamily::V4Only => {
+                    addresses.into_iter().filter(SocketAddr::is_ipv4).collect()
+                }
+                cluster::DnsLookupFamily::V6Only => {
+                    addresses.into_iter().filter(SocketAddr::is_ipv6).collect()
+                }
                 cluster::DnsLookupFamily::V4Preferred => {
-                    let v4: Vec<_> = addresses.iter().copied().filter(SocketAddr::is_ipv4).collect();
+                    let v4: Vec<_> = addresses
+                        .iter()
+                        .copied()
+                        .filter(SocketAddr::is_ipv4)
+                        .collect();
                     if v4.is_empty() { addresses } else { v4 }
                 }
                 cluster::DnsLookupFamily::Auto => {
-                    let v6: Vec<_> = addresses.iter().copied().filter(SocketAddr::is_ipv6).collect();
+                    let v6: Vec<_> = addresses
+                        .iter()
+                        .copied()
+                        .filter(SocketAddr::is_ipv6)
+                        .collect();
                     if v6.is_empty() { addresses } else { v6 }
                 }
                 cluster::DnsLookupFamily::All => addresses,
@@ -521,7 +552,15 @@ impl Cluster {
         let hosts = resolved
             .into_iter()
             .map(|(address, name, weight, priority)| {
-                reuse_or_new(&previous.hosts, address, Some(name), weight, Health::Healthy, priority, String::new())
+                reuse_or_new(
+                    &previous.hosts,
+                    address,
+                    Some(name),
+                    weight,
+                    Health::Healthy,
+                    priority,
+                    String::new(),
+                )
             })
             .collect();
         self.set_hosts(hosts);
@@ -555,8 +594,16 @@ impl Cluster {
         }
         let set = HostSet::new(hosts);
         self.stats.membership_total.set(set.hosts.len() as i64);
-        self.stats.membership_healthy.set(set.healthy_count() as i64);
-        if before.hosts.len() != set.hosts.len() || before.hosts.iter().zip(&set.hosts).any(|(a, b)| !Arc::ptr_eq(a, b)) {
+        self.stats
+            .membership_healthy
+            .set(set.healthy_count() as i64);
+        if before.hosts.len() != set.hosts.len()
+            || before
+                .hosts
+                .iter()
+                .zip(&set.hosts)
+                .any(|(a, b)| !Arc::ptr_eq(a, b))
+        {
             self.stats.membership_change.inc();
         }
         self.hosts.store(Arc::new(set));
@@ -579,7 +626,16 @@ impl Cluster {
             return Some(
                 hosts
                     .entry(address)
-                    .or_insert_with(|| Arc::new(new_host(address, None, 1, Health::Healthy, 0, String::new())))
+                    .or_insert_with(|| {
+                        Arc::new(new_host(
+                            address,
+                            None,
+                            1,
+                            Health::Healthy,
+                            0,
+                            String::new(),
+                        ))
+                    })
                     .clone(),
             );
         }
@@ -609,7 +665,10 @@ impl Cluster {
         }
     }
 
-    async fn open(&self, host: &Arc<Host>) -> Result<(UpstreamIo, Option<SocketAddr>), UpstreamError> {
+    async fn open(
+        &self,
+        host: &Arc<Host>,
+    ) -> Result<(UpstreamIo, Option<SocketAddr>), UpstreamError> {
         match connect::connect(host.address, self.connect_timeout, self.tls.as_deref()).await {
             Ok(connected) => {
                 self.stats.upstream_cx_total.inc();
@@ -627,7 +686,11 @@ impl Cluster {
         }
     }
 
-    async fn send_h1(&self, host: &Arc<Host>, mut request: Request<Body>) -> Result<Response<Body>, UpstreamError> {
+    async fn send_h1(
+        &self,
+        host: &Arc<Host>,
+        mut request: Request<Body>,
+    ) -> Result<Response<Body>, UpstreamError> {
         // A pooled connection may have been closed by the endpoint just now; the request is
         // handed back unsent in that case and goes out on a fresh connection.
         for _ in 0..3 {
@@ -658,7 +721,10 @@ impl Cluster {
             }
         }
         let mut sender = self.open_h1(host).await?;
-        let response = sender.send_request(request).await.map_err(UpstreamError::Reset)?;
+        let response = sender
+            .send_request(request)
+            .await
+            .map_err(UpstreamError::Reset)?;
         let (parts, incoming) = response.into_parts();
         Ok(Response::from_parts(parts, Body::incoming(incoming)))
     }
@@ -670,7 +736,10 @@ impl Cluster {
             .await
             .map_err(UpstreamError::Reset)?;
         self.stats.upstream_cx_http1_total.inc();
-        let guards = (GaugeGuard::new(&self.stats.upstream_cx_active), GaugeGuard::new(&host.stats.cx_active));
+        let guards = (
+            GaugeGuard::new(&self.stats.upstream_cx_active),
+            GaugeGuard::new(&host.stats.cx_active),
+        );
         tokio::spawn(async move {
             let _ = connection.with_upgrades().await;
             drop(guards);
@@ -678,7 +747,11 @@ impl Cluster {
         Ok(sender)
     }
 
-    async fn send_h2(&self, host: &Arc<Host>, request: Request<Body>) -> Result<Response<Body>, UpstreamError> {
+    async fn send_h2(
+        &self,
+        host: &Arc<Host>,
+        request: Request<Body>,
+    ) -> Result<Response<Body>, UpstreamError> {
         let mut sender = match host.pool.h2() {
             Some(sender) => sender,
             None => {
@@ -707,17 +780,20 @@ impl Cluster {
             }
         };
         sender.ready().await.map_err(UpstreamError::Reset)?;
-        let response = sender.send_request(request).await.map_err(UpstreamError::Reset)?;
+        let response = sender
+            .send_request(request)
+            .await
+            .map_err(UpstreamError::Reset)?;
         let (parts, incoming) = response.into_parts();
         Ok(Response::from_parts(parts, Body::incoming(incoming)))
     }
 }
 
 fn connection_close(headers: &http::HeaderMap) -> bool {
-    headers
-        .get_all(http::header::CONNECTION)
-        .iter()
-        .any(|v| v.to_str().is_ok_and(|s| s.split(',').any(|t| t.trim().eq_ignore_ascii_case("close"))))
+    headers.get_all(http::header::CONNECTION).iter().any(|v| {
+        v.to_str()
+            .is_ok_and(|s| s.split(',').any(|t| t.trim().eq_ignore_ascii_case("close")))
+    })
 }
 
 fn protocol_options(config: &ClusterProto) -> Result<(Protocol, Option<Duration>), ConfigError> {
@@ -734,7 +810,8 @@ fn protocol_options(config: &ClusterProto) -> Result<(Protocol, Option<Duration>
                 any.type_url
             )));
         }
-        let options: HttpProtocolOptions = config::typed_config(Some(any), name)?.unwrap_or_default();
+        let options: HttpProtocolOptions =
+            config::typed_config(Some(any), name)?.unwrap_or_default();
         match options.upstream_protocol_options {
             Some(http_protocol_options::UpstreamProtocolOptions::ExplicitHttpConfig(explicit)) => {
                 use http_protocol_options::explicit_http_config::ProtocolConfig;
@@ -746,11 +823,15 @@ fn protocol_options(config: &ClusterProto) -> Result<(Protocol, Option<Duration>
                     }
                 };
             }
-            Some(http_protocol_options::UpstreamProtocolOptions::UseDownstreamProtocolConfig(_)) => {
+            Some(http_protocol_options::UpstreamProtocolOptions::UseDownstreamProtocolConfig(
+                _,
+            )) => {
                 protocol = Protocol::Downstream;
             }
             Some(http_protocol_options::UpstreamProtocolOptions::AutoConfig(_)) => {
-                return Err(ConfigError::unsupported("auto_config (ALPN protocol selection)"));
+                return Err(ConfigError::unsupported(
+                    "auto_config (ALPN protocol selection)",
+                ));
             }
             None => {}
         }
@@ -763,9 +844,13 @@ fn protocol_options(config: &ClusterProto) -> Result<(Protocol, Option<Duration>
     Ok((protocol, idle_timeout))
 }
 
-fn endpoint_target(lb_endpoint: &bosun_xds::pb::envoy::config::endpoint::v3::LbEndpoint) -> Result<Option<(String, u16)>, ConfigError> {
+fn endpoint_target(
+    lb_endpoint: &bosun_xds::pb::envoy::config::endpoint::v3::LbEndpoint,
+) -> Result<Option<(String, u16)>, ConfigError> {
     let Some(lb_endpoint::HostIdentifier::Endpoint(endpoint)) = &lb_endpoint.host_identifier else {
-        return Err(ConfigError::unsupported("lb_endpoint without an endpoint (endpoint_name)"));
+        return Err(ConfigError::unsupported(
+            "lb_endpoint without an endpoint (endpoint_name)",
+        ));
     };
     let Some(address) = &endpoint.address else {
         return Ok(None);
@@ -779,7 +864,9 @@ fn endpoint_target(lb_endpoint: &bosun_xds::pb::envoy::config::endpoint::v3::LbE
             };
             Ok(Some((socket.address.clone(), port)))
         }
-        _ => Err(ConfigError::unsupported("endpoint addresses other than socket_address")),
+        _ => Err(ConfigError::unsupported(
+            "endpoint addresses other than socket_address",
+        )),
     }
 }
 
@@ -797,20 +884,32 @@ fn hosts_from_assignment(
             .map(|l| format!("{}/{}/{}", l.region, l.zone, l.sub_zone))
             .unwrap_or_default();
         for lb_endpoint in &locality_endpoints.lb_endpoints {
-            let Some((ip, port)) = endpoint_target(lb_endpoint)? else { continue };
-            let ip: IpAddr = ip
-                .parse()
-                .map_err(|_| ConfigError::invalid(format!("endpoint address {ip:?} is not an IP address")))?;
-            let health = match HealthStatus::try_from(lb_endpoint.health_status).unwrap_or(HealthStatus::Unknown) {
+            let Some((ip, port)) = endpoint_target(lb_endpoint)? else {
+                continue;
+            };
+            let ip: IpAddr = ip.parse().map_err(|_| {
+                ConfigError::invalid(format!("endpoint address {ip:?} is not an IP address"))
+            })?;
+            let health = match HealthStatus::try_from(lb_endpoint.health_status)
+                .unwrap_or(HealthStatus::Unknown)
+            {
                 HealthStatus::Unknown | HealthStatus::Healthy => Health::Healthy,
                 HealthStatus::Degraded => Health::Degraded,
-                HealthStatus::Unhealthy | HealthStatus::Draining | HealthStatus::Timeout => Health::Unhealthy,
+                HealthStatus::Unhealthy | HealthStatus::Draining | HealthStatus::Timeout => {
+                    Health::Unhealthy
+                }
             };
             let hostname = match &lb_endpoint.host_identifier {
-                Some(lb_endpoint::HostIdentifier::Endpoint(e)) if !e.hostname.is_empty() => Some(e.hostname.clone()),
+                Some(lb_endpoint::HostIdentifier::Endpoint(e)) if !e.hostname.is_empty() => {
+                    Some(e.hostname.clone())
+                }
                 _ => None,
             };
-            let weight = lb_endpoint.load_balancing_weight.as_ref().map_or(1, |w| w.value).max(1);
+            let weight = lb_endpoint
+                .load_balancing_weight
+                .as_ref()
+                .map_or(1, |w| w.value)
+                .max(1);
             hosts.push(reuse_or_new(
                 previous,
                 SocketAddr::new(ip, port),
@@ -847,7 +946,11 @@ fn reuse_or_new(
                 && h.locality == locality
         })
         .cloned()
-        .unwrap_or_else(|| Arc::new(new_host(address, hostname, weight, health, priority, locality)))
+        .unwrap_or_else(|| {
+            Arc::new(new_host(
+                address, hostname, weight, health, priority, locality,
+            ))
+        })
 }
 
 fn new_host(

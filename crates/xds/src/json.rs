@@ -81,11 +81,13 @@ pub fn from_json_value<M: Message + Default>(
     let desc = descriptor(full_name)?;
     let mut track = serde_path_to_error::Track::new();
     let de = serde_path_to_error::Deserializer::new(value, &mut track);
-    let dynamic = DynamicMessage::deserialize_with_options(desc, de, &options())
-        .map_err(|error| ConfigError::Invalid {
-            location: None,
-            path: render_path(&track.path()),
-            message: error.to_string(),
+    let dynamic =
+        DynamicMessage::deserialize_with_options(desc, de, &options()).map_err(|error| {
+            ConfigError::Invalid {
+                location: None,
+                path: render_path(&track.path()),
+                message: error.to_string(),
+            }
         })?;
     finish(dynamic, full_name, support)
 }
@@ -95,7 +97,10 @@ pub fn decode_any<M: Message + Default>(
     any: &crate::pb::google::protobuf::Any,
     support: &Support,
 ) -> Result<M, ConfigError> {
-    let full_name = any.type_url.rsplit_once('/').map_or(any.type_url.as_str(), |(_, n)| n);
+    let full_name = any
+        .type_url
+        .rsplit_once('/')
+        .map_or(any.type_url.as_str(), |(_, n)| n);
     let desc = descriptor(full_name)?;
     let dynamic = DynamicMessage::decode(desc, any.value.as_slice()).map_err(|source| {
         ConfigError::Decode {
@@ -122,6 +127,37 @@ pub fn check_binary(bytes: &[u8], full_name: &str, support: &Support) -> Result<
     Ok(())
 }
 
+/// A message as JSON in Envoy's shape (proto field names, `@type` on the object), as
+/// `/config_dump` shows it.
+pub fn to_json<M: Message>(message: &M, full_name: &str) -> Result<serde_json::Value, ConfigError> {
+    let desc = descriptor(full_name)?;
+    let dynamic =
+        DynamicMessage::decode(desc, message.encode_to_vec().as_slice()).map_err(|source| {
+            ConfigError::Decode {
+                type_name: full_name.to_owned(),
+                source,
+            }
+        })?;
+    let options = prost_reflect::SerializeOptions::new().use_proto_field_name(true);
+    let mut value = dynamic
+        .serialize_with_options(serde_json::value::Serializer, &options)
+        .map_err(|e| ConfigError::Invalid {
+            location: None,
+            path: String::new(),
+            message: e.to_string(),
+        })?;
+    if let serde_json::Value::Object(object) = &mut value {
+        let mut typed = serde_json::Map::new();
+        typed.insert(
+            "@type".to_owned(),
+            serde_json::Value::String(format!("type.googleapis.com/{full_name}")),
+        );
+        typed.append(object);
+        value = serde_json::Value::Object(typed);
+    }
+    Ok(value)
+}
+
 fn finish<M: Message + Default>(
     dynamic: DynamicMessage,
     full_name: &str,
@@ -139,7 +175,8 @@ fn render_path(path: &serde_path_to_error::Path) -> String {
     for segment in path.iter() {
         match segment {
             serde_path_to_error::Segment::Seq { index } => out.push_str(&format!("[{index}]")),
-            serde_path_to_error::Segment::Map { key } | serde_path_to_error::Segment::Enum { variant: key } => {
+            serde_path_to_error::Segment::Map { key }
+            | serde_path_to_error::Segment::Enum { variant: key } => {
                 if !out.is_empty() {
                     out.push('.');
                 }

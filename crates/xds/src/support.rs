@@ -80,10 +80,9 @@ impl Support {
         for (field, value) in message.fields() {
             let field_path = join(path, field.name());
             if !fields.contains(&field.name()) {
-                return Err(self.error(
-                    &field_path,
-                    format!("field \"{}\" of {name}", field.name()),
-                ));
+                return Err(
+                    self.error(&field_path, format!("field \"{}\" of {name}", field.name()))
+                );
             }
             self.check_value(value, &field_path)?;
         }
@@ -113,7 +112,9 @@ impl Support {
             Some(Value::String(url)) => url.clone(),
             _ => String::new(),
         };
-        let full_name = type_url.rsplit_once('/').map_or(type_url.as_str(), |(_, n)| n);
+        let full_name = type_url
+            .rsplit_once('/')
+            .map_or(type_url.as_str(), |(_, n)| n);
         if !self.extensions.contains(full_name) {
             return Err(self.error(path, format!("extension {type_url}")));
         }
@@ -134,7 +135,11 @@ impl Support {
 
     fn error(&self, path: &str, what: String) -> SupportError {
         SupportError {
-            path: if path.is_empty() { "(root)".to_owned() } else { path.to_owned() },
+            path: if path.is_empty() {
+                "(root)".to_owned()
+            } else {
+                path.to_owned()
+            },
             what,
             consumer: self.consumer,
         }

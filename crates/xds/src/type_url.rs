@@ -35,7 +35,9 @@ impl TypeUrl {
 
     /// The message's full name (the part after the last `/`).
     pub fn message_name(&self) -> &str {
-        self.0.rsplit_once('/').map_or(self.0.as_str(), |(_, name)| name)
+        self.0
+            .rsplit_once('/')
+            .map_or(self.0.as_str(), |(_, name)| name)
     }
 
     /// The URL as text.

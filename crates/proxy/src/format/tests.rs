@@ -28,7 +28,9 @@ fn the_default_format_reads_like_envoys() {
     let mut headers = HeaderMap::new();
     headers.insert("x-request-id", HeaderValue::from_static("abc"));
     headers.insert("user-agent", HeaderValue::from_static("curl/8"));
-    let line = Template::parse(DEFAULT_ACCESS_LOG_FORMAT).unwrap().render(&ctx(&headers));
+    let line = Template::parse(DEFAULT_ACCESS_LOG_FORMAT)
+        .unwrap()
+        .render(&ctx(&headers));
     assert_eq!(
         line,
         "[2023-11-14T22:13:20.123Z] \"GET /productpage?x=1 HTTP/1.1\" 200 - 0 5 12 - \"-\" \"curl/8\" \"abc\" \"bookinfo.example.com\" \"127.0.0.1:9080\"\n"
@@ -38,7 +40,10 @@ fn the_default_format_reads_like_envoys() {
 #[test]
 fn header_fallbacks_and_truncation() {
     let mut headers = HeaderMap::new();
-    headers.insert("x-envoy-original-path", HeaderValue::from_static("/original"));
+    headers.insert(
+        "x-envoy-original-path",
+        HeaderValue::from_static("/original"),
+    );
     let template = Template::parse("%REQ(X-ENVOY-ORIGINAL-PATH?:PATH)% %REQ(:PATH):3% %%").unwrap();
     assert_eq!(template.render(&ctx(&headers)), "/original /pr %");
 }
@@ -56,7 +61,10 @@ fn json_values_keep_numbers() {
     let template = Template::parse("%RESPONSE_CODE%").unwrap();
     assert_eq!(template.render_json(&ctx(&headers)), serde_json::json!(200));
     let template = Template::parse("%REQ(X-MISSING)%").unwrap();
-    assert_eq!(template.render_json(&ctx(&headers)), serde_json::Value::Null);
+    assert_eq!(
+        template.render_json(&ctx(&headers)),
+        serde_json::Value::Null
+    );
 }
 
 #[test]
@@ -71,5 +79,8 @@ fn unknown_commands_are_refused() {
 #[test]
 fn times_format_like_strftime() {
     let t = UNIX_EPOCH + Duration::from_secs(951_782_400); // 2000-02-29
-    assert_eq!(format_time(t, "%Y-%m-%d %H:%M:%S %s"), "2000-02-29 00:00:00 951782400");
+    assert_eq!(
+        format_time(t, "%Y-%m-%d %H:%M:%S %s"),
+        "2000-02-29 00:00:00 951782400"
+    );
 }

@@ -62,8 +62,14 @@ fn virtual_hosts_are_chosen_as_envoy_chooses() {
     let h = HeaderMap::new();
     assert_eq!(routed(&t, "api.example.com", "/", &h).unwrap(), "exact/r");
     assert_eq!(routed(&t, "API.Example.com", "/", &h).unwrap(), "exact/r");
-    assert_eq!(routed(&t, "api.example.com:8080", "/", &h).unwrap(), "exact/r");
-    assert_eq!(routed(&t, "x.b.example.com", "/", &h).unwrap(), "suffix-long/r");
+    assert_eq!(
+        routed(&t, "api.example.com:8080", "/", &h).unwrap(),
+        "exact/r"
+    );
+    assert_eq!(
+        routed(&t, "x.b.example.com", "/", &h).unwrap(),
+        "suffix-long/r"
+    );
     assert_eq!(routed(&t, "x.example.com", "/", &h).unwrap(), "suffix/r");
     assert_eq!(routed(&t, "api.other.org", "/", &h).unwrap(), "prefix/r");
     assert_eq!(routed(&t, "example.com", "/", &h).unwrap(), "any/r");
@@ -142,7 +148,9 @@ fn routes_match_in_order_on_path_headers_and_query() {
 
 #[test]
 fn unknown_hosts_have_no_route() {
-    let t = table("virtual_hosts: [{name: v, domains: [a], routes: [{match: {prefix: /}, direct_response: {status: 200}}]}]");
+    let t = table(
+        "virtual_hosts: [{name: v, domains: [a], routes: [{match: {prefix: /}, direct_response: {status: 200}}]}]",
+    );
     assert!(t.route(&view("b", "/", &HeaderMap::new())).is_none());
 }
 
@@ -157,7 +165,8 @@ fn forward<'a>(t: &'a RouteTable, path: &str) -> (&'a Route, &'a Forward) {
 
 #[test]
 fn rewrites_replace_the_prefix_or_apply_the_regex() {
-    let t = table(r#"
+    let t = table(
+        r#"
 virtual_hosts:
 - name: v
   domains: ["*"]
@@ -165,9 +174,13 @@ virtual_hosts:
   - {match: {prefix: "/receiveapi/"}, route: {cluster: c, prefix_rewrite: "/"}}
   - {match: {path: "/"}, route: {cluster: c, prefix_rewrite: "/productpage"}}
   - {match: {prefix: "/re"}, route: {cluster: c, regex_rewrite: {pattern: {regex: "^/re/(\\w+)/(\\w+)$"}, substitution: "/\\2/\\1"}}}
-"#);
+"#,
+    );
     let (route, f) = forward(&t, "/receiveapi/orders?id=1");
-    assert_eq!(rewrite_path(f, route, "/receiveapi/orders?id=1").unwrap(), "/orders?id=1");
+    assert_eq!(
+        rewrite_path(f, route, "/receiveapi/orders?id=1").unwrap(),
+        "/orders?id=1"
+    );
     let (route, f) = forward(&t, "/");
     assert_eq!(rewrite_path(f, route, "/").unwrap(), "/productpage");
     let (route, f) = forward(&t, "/re/a/b");
@@ -177,7 +190,8 @@ virtual_hosts:
 
 #[test]
 fn redirects_build_envoys_location() {
-    let t = table(r#"
+    let t = table(
+        r#"
 virtual_hosts:
 - name: v
   domains: ["*"]
@@ -186,7 +200,8 @@ virtual_hosts:
   - {match: {prefix: "/secure"}, redirect: {https_redirect: true}}
   - {match: {prefix: "/moved"}, redirect: {prefix_rewrite: "/here", response_code: FOUND, port_redirect: 8443}}
   - {match: {prefix: "/strip"}, redirect: {path_redirect: "/s", strip_query: true}}
-"#);
+"#,
+    );
     let headers = HeaderMap::new();
     let location = |authority: &str, path: &str| {
         let request = view(authority, path, &headers);
@@ -196,10 +211,22 @@ virtual_hosts:
             other => panic!("{other:?}"),
         }
     };
-    assert_eq!(location("bookinfo:8080", "/old/x?a=1"), (301, "http://x.example/new?type=blog".into()));
-    assert_eq!(location("bookinfo:8080", "/secure/x?a=1"), (301, "https://bookinfo/secure/x?a=1".into()));
-    assert_eq!(location("bookinfo", "/moved/x"), (302, "http://bookinfo:8443/here/x".into()));
-    assert_eq!(location("bookinfo", "/strip?a=1"), (301, "http://bookinfo/s".into()));
+    assert_eq!(
+        location("bookinfo:8080", "/old/x?a=1"),
+        (301, "http://x.example/new?type=blog".into())
+    );
+    assert_eq!(
+        location("bookinfo:8080", "/secure/x?a=1"),
+        (301, "https://bookinfo/secure/x?a=1".into())
+    );
+    assert_eq!(
+        location("bookinfo", "/moved/x"),
+        (302, "http://bookinfo:8443/here/x".into())
+    );
+    assert_eq!(
+        location("bookinfo", "/strip?a=1"),
+        (301, "http://bookinfo/s".into())
+    );
 }
 
 #[test]

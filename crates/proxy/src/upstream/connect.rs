@@ -62,7 +62,9 @@ pub async fn connect(
     tls: Option<&TlsConnector>,
 ) -> Result<(UpstreamIo, Option<SocketAddr>), ConnectError> {
     let attempt = async {
-        let tcp = TcpStream::connect(address).await.map_err(ConnectError::Tcp)?;
+        let tcp = TcpStream::connect(address)
+            .await
+            .map_err(ConnectError::Tcp)?;
         // Proxied requests are small writes that must leave at once.
         let _ = tcp.set_nodelay(true);
         let local = tcp.local_addr().ok();

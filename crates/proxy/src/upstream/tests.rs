@@ -12,7 +12,9 @@ fn host(port: u16, weight: u32, health: Health, priority: u32) -> Arc<Host> {
 }
 
 fn picks(set: &HostSet, n: usize) -> Vec<u16> {
-    (0..n).map(|_| set.round_robin().unwrap().address.port()).collect()
+    (0..n)
+        .map(|_| set.round_robin().unwrap().address.port())
+        .collect()
 }
 
 #[test]
@@ -29,7 +31,10 @@ fn round_robin_visits_every_endpoint_in_turn() {
 
 #[test]
 fn weights_shape_the_share_and_are_spread_out() {
-    let set = HostSet::new(vec![host(1, 3, Health::Healthy, 0), host(2, 1, Health::Healthy, 0)]);
+    let set = HostSet::new(vec![
+        host(1, 3, Health::Healthy, 0),
+        host(2, 1, Health::Healthy, 0),
+    ]);
     let seen = picks(&set, 400);
     assert_eq!(seen.iter().filter(|p| **p == 1).count(), 300);
     // Smooth: the light endpoint never comes twice in a row.
@@ -44,7 +49,10 @@ fn unhealthy_endpoints_and_lower_priorities_get_nothing() {
         host(3, 1, Health::Healthy, 1),
     ]);
     assert!(picks(&set, 10).iter().all(|p| *p == 2));
-    let failover = HostSet::new(vec![host(1, 1, Health::Unhealthy, 0), host(3, 1, Health::Healthy, 1)]);
+    let failover = HostSet::new(vec![
+        host(1, 1, Health::Unhealthy, 0),
+        host(3, 1, Health::Healthy, 1),
+    ]);
     assert!(picks(&failover, 10).iter().all(|p| *p == 3));
     let none = HostSet::new(vec![host(1, 1, Health::Unhealthy, 0)]);
     assert!(none.round_robin().is_none());
@@ -52,7 +60,10 @@ fn unhealthy_endpoints_and_lower_priorities_get_nothing() {
 
 #[test]
 fn huge_weights_keep_the_schedule_bounded() {
-    let set = HostSet::new(vec![host(1, 1_000_000, Health::Healthy, 0), host(2, 1, Health::Healthy, 0)]);
+    let set = HostSet::new(vec![
+        host(1, 1_000_000, Health::Healthy, 0),
+        host(2, 1, Health::Healthy, 0),
+    ]);
     assert!(set.schedule.len() <= 4097);
     assert!(set.schedule.contains(&1));
 }

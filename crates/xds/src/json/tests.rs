@@ -6,16 +6,43 @@ fn support() -> Support {
     Support::new(
         "test",
         &[
-            ("envoy.config.bootstrap.v3.Bootstrap", Fields::Only(&["node", "static_resources", "admin"])),
+            (
+                "envoy.config.bootstrap.v3.Bootstrap",
+                Fields::Only(&["node", "static_resources", "admin"]),
+            ),
             ("envoy.config.core.v3.Node", Fields::Opaque),
-            ("envoy.config.bootstrap.v3.Bootstrap.StaticResources", Fields::Only(&["clusters", "listeners"])),
-            ("envoy.config.cluster.v3.Cluster", Fields::Only(&["name", "type", "connect_timeout", "load_assignment"])),
-            ("envoy.config.endpoint.v3.ClusterLoadAssignment", Fields::Only(&["cluster_name", "endpoints"])),
-            ("envoy.config.endpoint.v3.LocalityLbEndpoints", Fields::Only(&["lb_endpoints"])),
-            ("envoy.config.endpoint.v3.LbEndpoint", Fields::Only(&["endpoint"])),
-            ("envoy.config.endpoint.v3.Endpoint", Fields::Only(&["address"])),
-            ("envoy.config.core.v3.Address", Fields::Only(&["socket_address"])),
-            ("envoy.config.core.v3.SocketAddress", Fields::Only(&["address", "port_value"])),
+            (
+                "envoy.config.bootstrap.v3.Bootstrap.StaticResources",
+                Fields::Only(&["clusters", "listeners"]),
+            ),
+            (
+                "envoy.config.cluster.v3.Cluster",
+                Fields::Only(&["name", "type", "connect_timeout", "load_assignment"]),
+            ),
+            (
+                "envoy.config.endpoint.v3.ClusterLoadAssignment",
+                Fields::Only(&["cluster_name", "endpoints"]),
+            ),
+            (
+                "envoy.config.endpoint.v3.LocalityLbEndpoints",
+                Fields::Only(&["lb_endpoints"]),
+            ),
+            (
+                "envoy.config.endpoint.v3.LbEndpoint",
+                Fields::Only(&["endpoint"]),
+            ),
+            (
+                "envoy.config.endpoint.v3.Endpoint",
+                Fields::Only(&["address"]),
+            ),
+            (
+                "envoy.config.core.v3.Address",
+                Fields::Only(&["socket_address"]),
+            ),
+            (
+                "envoy.config.core.v3.SocketAddress",
+                Fields::Only(&["address", "port_value"]),
+            ),
         ],
         &[],
     )
@@ -40,7 +67,8 @@ static_resources:
 
 #[test]
 fn reads_envoy_yaml_into_typed_messages() {
-    let bootstrap: Bootstrap = from_yaml(BOOTSTRAP, "envoy.config.bootstrap.v3.Bootstrap", &support()).unwrap();
+    let bootstrap: Bootstrap =
+        from_yaml(BOOTSTRAP, "envoy.config.bootstrap.v3.Bootstrap", &support()).unwrap();
     let cluster = &bootstrap.static_resources.unwrap().clusters[0];
     assert_eq!(cluster.name, "backend");
     assert_eq!(cluster.connect_timeout.unwrap().nanos, 250_000_000);
@@ -60,18 +88,26 @@ fn camel_case_json_names_work_too() {
 #[test]
 fn unknown_fields_name_their_path_and_line() {
     let text = BOOTSTRAP.replace("connect_timeout", "connect_timout");
-    let error = from_yaml::<Bootstrap>(&text, "envoy.config.bootstrap.v3.Bootstrap", &support()).unwrap_err();
+    let error = from_yaml::<Bootstrap>(&text, "envoy.config.bootstrap.v3.Bootstrap", &support())
+        .unwrap_err();
     let message = error.to_string();
-    assert!(message.contains("static_resources.clusters[0]"), "{message}");
+    assert!(
+        message.contains("static_resources.clusters[0]"),
+        "{message}"
+    );
     assert!(message.contains("connect_timout"), "{message}");
     assert!(message.starts_with("6:5: "), "{message}");
-    assert!(!message.contains("at line"), "the location is given once: {message}");
+    assert!(
+        !message.contains("at line"),
+        "the location is given once: {message}"
+    );
 }
 
 #[test]
 fn unsupported_fields_are_refused_by_name() {
     let text = format!("{BOOTSTRAP}    lb_policy: MAGLEV\n");
-    let error = from_yaml::<Bootstrap>(&text, "envoy.config.bootstrap.v3.Bootstrap", &support()).unwrap_err();
+    let error = from_yaml::<Bootstrap>(&text, "envoy.config.bootstrap.v3.Bootstrap", &support())
+        .unwrap_err();
     assert_eq!(
         error.to_string(),
         "static_resources.clusters[0].lb_policy: field \"lb_policy\" of envoy.config.cluster.v3.Cluster is not supported by test"
@@ -82,7 +118,9 @@ fn unsupported_fields_are_refused_by_name() {
 fn default_values_are_not_settings() {
     // `lb_policy: ROUND_ROBIN` is the proto default: setting it is not using an unsupported field.
     let text = format!("{BOOTSTRAP}    lb_policy: ROUND_ROBIN\n");
-    assert!(from_yaml::<Bootstrap>(&text, "envoy.config.bootstrap.v3.Bootstrap", &support()).is_ok());
+    assert!(
+        from_yaml::<Bootstrap>(&text, "envoy.config.bootstrap.v3.Bootstrap", &support()).is_ok()
+    );
 }
 
 #[test]
@@ -101,15 +139,31 @@ static_resources:
     let support = Support::new(
         "test",
         &[
-            ("envoy.config.bootstrap.v3.Bootstrap", Fields::Only(&["static_resources"])),
-            ("envoy.config.bootstrap.v3.Bootstrap.StaticResources", Fields::Only(&["listeners"])),
-            ("envoy.config.listener.v3.Listener", Fields::Only(&["name", "filter_chains"])),
-            ("envoy.config.listener.v3.FilterChain", Fields::Only(&["filters"])),
-            ("envoy.config.listener.v3.Filter", Fields::Only(&["name", "typed_config"])),
+            (
+                "envoy.config.bootstrap.v3.Bootstrap",
+                Fields::Only(&["static_resources"]),
+            ),
+            (
+                "envoy.config.bootstrap.v3.Bootstrap.StaticResources",
+                Fields::Only(&["listeners"]),
+            ),
+            (
+                "envoy.config.listener.v3.Listener",
+                Fields::Only(&["name", "filter_chains"]),
+            ),
+            (
+                "envoy.config.listener.v3.FilterChain",
+                Fields::Only(&["filters"]),
+            ),
+            (
+                "envoy.config.listener.v3.Filter",
+                Fields::Only(&["name", "typed_config"]),
+            ),
         ],
         &[],
     );
-    let error = from_yaml::<Bootstrap>(text, "envoy.config.bootstrap.v3.Bootstrap", &support).unwrap_err();
+    let error =
+        from_yaml::<Bootstrap>(text, "envoy.config.bootstrap.v3.Bootstrap", &support).unwrap_err();
     assert_eq!(
         error.to_string(),
         "static_resources.listeners[0].filter_chains[0].filters[0].typed_config: extension \
@@ -121,6 +175,7 @@ static_resources:
 #[test]
 fn json_values_read_the_same() {
     let value: serde_json::Value = serde_json::json!({"node": {"id": "x"}});
-    let bootstrap: Bootstrap = from_json_value(&value, "envoy.config.bootstrap.v3.Bootstrap", &support()).unwrap();
+    let bootstrap: Bootstrap =
+        from_json_value(&value, "envoy.config.bootstrap.v3.Bootstrap", &support()).unwrap();
     assert_eq!(bootstrap.node.unwrap().id, "x");
 }

@@ -1,0 +1,1185 @@
+//! The HTTP connection manager (`envoy.filters.network.http_connection_manager`) and its router:
+//! one connection's requests, routed and forwarded upstream, with Envoy's headers, local
+//! replies, stats and access logs.
+
+mod local_reply;
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime};
+
+use bosun_xds::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
+    HttpConnectionManager as HcmProto, http_connection_manager,
+};
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Request, Response, StatusCode, Uri, Version};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use crate::access_log::AccessLogger;
+use crate::body::{Body, BodyEnd, BodyObserver};
+use crate::config::{self, ConfigError};
+use crate::format::{FormatContext, ResponseFlags};
+use crate::headers::HeaderMutations;
+use crate::registry::Registry;
+use crate::route::{
+    self, Action, ClusterResolver, ClusterTarget, HostRewrite, RequestView, RouteSlot, RouteTable,
+};
+use crate::stats::{Counter, Gauge, GaugeGuard, Stats, StatusCounters};
+use crate::support;
+use crate::upstream::{Cluster, Host, UpstreamError};
+pub use local_reply::{LocalReply, grpc_status_for};
+
+/// Where a connection manager's routes come from.
+#[derive(Debug)]
+enum RouteSource {
+    Static(Arc<RouteTable>),
+    Rds(Arc<RouteSlot>),
+}
+
+/// What `server` header responses get.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ServerHeader {
+    Overwrite,
+    AppendIfAbsent,
+    PassThrough,
+}
+
+/// Which codecs a connection may speak.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Codec {
+    /// HTTP/1.1 or HTTP/2, detected.
+    Auto,
+    /// HTTP/1.1 only.
+    Http1,
+    /// HTTP/2 only.
+    Http2,
+}
+
+/// Counters of one connection manager (`http.<stat_prefix>.…`).
+#[derive(Debug)]
+pub struct HttpStats {
+    /// `downstream_rq_total`.
+    pub downstream_rq_total: Counter,
+    /// `downstream_rq_http1_total`.
+    pub downstream_rq_http1_total: Counter,
+    /// `downstream_rq_http2_total`.
+    pub downstream_rq_http2_total: Counter,
+    /// `downstream_rq_active`.
+    pub downstream_rq_active: Gauge,
+    /// `downstream_rq_<N>xx`.
+    pub downstream_rq: StatusCounters,
+    /// `downstream_cx_total`.
+    pub downstream_cx_total: Counter,
+    /// `downstream_cx_active`.
+    pub downstream_cx_active: Gauge,
+    /// `downstream_cx_http1_total`.
+    pub downstream_cx_http1_total: Counter,
+    /// `downstream_cx_http2_total`.
+    pub downstream_cx_http2_total: Counter,
+    /// `no_route`.
+    pub no_route: Counter,
+    /// `no_cluster`.
+    pub no_cluster: Counter,
+    /// `rq_direct_response`.
+    pub rq_direct_response: Counter,
+    /// `rq_redirect`.
+    pub rq_redirect: Counter,
+    /// `downstream_rq_timeout`.
+    pub downstream_rq_timeout: Counter,
+}
+
+impl HttpStats {
+    fn new(stats: &Arc<Stats>, prefix: &str) -> Self {
+        let c = |stat: &str| stats.counter(&format!("http.{prefix}.{stat}"));
+        HttpStats {
+            downstream_rq_total: c("downstream_rq_total"),
+            downstream_rq_http1_total: c("downstream_rq_http1_total"),
+            downstream_rq_http2_total: c("downstream_rq_http2_total"),
+            downstream_rq_active: stats.gauge(&format!("http.{prefix}.downstream_rq_active")),
+            downstream_rq: StatusCounters::classes_only(
+                stats,
+                &format!("http.{prefix}.downstream_rq"),
+            ),
+            downstream_cx_total: c("downstream_cx_total"),
+            downstream_cx_active: stats.gauge(&format!("http.{prefix}.downstream_cx_active")),
+            downstream_cx_http1_total: c("downstream_cx_http1_total"),
+            downstream_cx_http2_total: c("downstream_cx_http2_total"),
+            no_route: c("no_route"),
+            no_cluster: c("no_cluster"),
+            rq_direct_response: c("rq_direct_response"),
+            rq_redirect: c("rq_redirect"),
+            downstream_rq_timeout: c("downstream_rq_timeout"),
+        }
+    }
+}
+
+/// A compiled HTTP connection manager.
+#[derive(Debug)]
+pub struct HttpConnectionManager {
+    /// Stats prefix.
+    pub stat_prefix: String,
+    /// Counters.
+    pub stats: Arc<HttpStats>,
+    routes: RouteSource,
+    server_name: HeaderValue,
+    server_header: ServerHeader,
+    generate_request_id: bool,
+    preserve_external_request_id: bool,
+    always_set_request_id_in_response: bool,
+    use_remote_address: bool,
+    skip_xff_append: bool,
+    /// Codecs accepted.
+    pub codec: Codec,
+    /// Limit on the request headers, bytes.
+    pub max_request_headers_bytes: usize,
+    /// Limit on the number of request headers.
+    pub max_headers_count: Option<usize>,
+    request_timeout: Option<Duration>,
+    stream_idle_timeout: Option<Duration>,
+    /// Idle timeout of downstream connections.
+    pub idle_timeout: Option<Duration>,
+    access_logs: Vec<Arc<AccessLogger>>,
+    upgrades: Vec<(String, bool)>,
+    suppress_envoy_headers: bool,
+    registry: Arc<Registry>,
+}
+
+impl HttpConnectionManager {
+    /// Compiles a connection manager.
+    pub fn compile(config: &HcmProto, registry: &Arc<Registry>) -> Result<Self, ConfigError> {
+        use http_connection_manager::RouteSpecifier;
+        let routes = match &config.route_specifier {
+            Some(RouteSpecifier::Rds(rds)) => {
+                if rds.route_config_name.is_empty() {
+                    return Err(ConfigError::invalid("rds without route_config_name"));
+                }
+                RouteSource::Rds(registry.route_slot(&rds.route_config_name))
+            }
+            Some(RouteSpecifier::RouteConfig(table)) => RouteSource::Static(Arc::new(
+                RouteTable::compile(table.clone(), registry.as_ref())
+                    .map_err(|e| e.context("route_config"))?,
+            )),
+            Some(_) => return Err(ConfigError::unsupported("scoped routes")),
+            None => {
+                return Err(ConfigError::invalid(
+                    "http_connection_manager needs rds or route_config",
+                ));
+            }
+        };
+        let mut suppress_envoy_headers = false;
+        match config.http_filters.last() {
+            Some(last) if last_is_router(last) => {}
+            _ => {
+                return Err(ConfigError::invalid(
+                    "http_filters must end with the router filter (envoy.filters.http.router)",
+                ));
+            }
+        }
+        for filter in &config.http_filters {
+            use bosun_xds::pb::envoy::extensions::filters::network::http_connection_manager::v3::http_filter::ConfigType;
+            match &filter.config_type {
+                Some(ConfigType::TypedConfig(any)) if config::type_name(any) == support::ROUTER => {
+                    let router: bosun_xds::pb::envoy::extensions::filters::http::router::v3::Router =
+                        config::typed_config(Some(any), "router")?.unwrap_or_default();
+                    suppress_envoy_headers = router.suppress_envoy_headers;
+                }
+                Some(ConfigType::TypedConfig(any)) => {
+                    return Err(ConfigError::unsupported(format!(
+                        "HTTP filter {}",
+                        any.type_url
+                    )));
+                }
+                None if filter.name == "envoy.filters.http.router" => {}
+                _ => {
+                    return Err(ConfigError::unsupported(format!(
+                        "HTTP filter {:?}",
+                        filter.name
+                    )));
+                }
+            }
+        }
+        let codec = match http_connection_manager::CodecType::try_from(config.codec_type)
+            .unwrap_or(http_connection_manager::CodecType::Auto)
+        {
+            http_connection_manager::CodecType::Auto => Codec::Auto,
+            http_connection_manager::CodecType::Http1 => Codec::Http1,
+            http_connection_manager::CodecType::Http2 => Codec::Http2,
+            http_connection_manager::CodecType::Http3 => {
+                return Err(ConfigError::unsupported("HTTP/3"));
+            }
+        };
+        let server_header = match http_connection_manager::ServerHeaderTransformation::try_from(
+            config.server_header_transformation,
+        )
+        .unwrap_or(http_connection_manager::ServerHeaderTransformation::Overwrite)
+        {
+            http_connection_manager::ServerHeaderTransformation::Overwrite => {
+                ServerHeader::Overwrite
+            }
+            http_connection_manager::ServerHeaderTransformation::AppendIfAbsent => {
+                ServerHeader::AppendIfAbsent
+            }
+            http_connection_manager::ServerHeaderTransformation::PassThrough => {
+                ServerHeader::PassThrough
+            }
+        };
+        let server_name = if config.server_name.is_empty() {
+            "envoy"
+        } else {
+            config.server_name.as_str()
+        };
+        let common = config
+            .common_http_protocol_options
+            .clone()
+            .unwrap_or_default();
+        let stats = Arc::new(HttpStats::new(&registry.stats, &config.stat_prefix));
+        Ok(HttpConnectionManager {
+            stat_prefix: config.stat_prefix.clone(),
+            stats,
+            routes,
+            server_name: HeaderValue::from_str(server_name).map_err(|_| {
+                ConfigError::invalid(format!("invalid server_name {server_name:?}"))
+            })?,
+            server_header,
+            generate_request_id: config.generate_request_id.as_ref().is_none_or(|b| b.value),
+            preserve_external_request_id: config.preserve_external_request_id,
+            always_set_request_id_in_response: config.always_set_request_id_in_response,
+            use_remote_address: config.use_remote_address.as_ref().is_some_and(|b| b.value),
+            skip_xff_append: config.skip_xff_append,
+            codec,
+            max_request_headers_bytes: config
+                .max_request_headers_kb
+                .as_ref()
+                .map_or(60 * 1024, |kb| kb.value as usize * 1024),
+            max_headers_count: common.max_headers_count.as_ref().map(|n| n.value as usize),
+            request_timeout: config::optional_duration(config.request_timeout.as_ref()),
+            stream_idle_timeout: match &config.stream_idle_timeout {
+                None => Some(Duration::from_secs(300)),
+                Some(d) => config::optional_duration(Some(d)),
+            },
+            idle_timeout: match &common.idle_timeout {
+                None => Some(Duration::from_secs(3600)),
+                Some(d) => config::optional_duration(Some(d)),
+            },
+            access_logs: AccessLogger::compile_all(&config.access_log)?,
+            upgrades: config
+                .upgrade_configs
+                .iter()
+                .map(|u| {
+                    (
+                        u.upgrade_type.to_ascii_lowercase(),
+                        u.enabled.as_ref().is_none_or(|b| b.value),
+                    )
+                })
+                .collect(),
+            suppress_envoy_headers,
+            registry: registry.clone(),
+        })
+    }
+
+    fn route_table(&self) -> Option<Arc<RouteTable>> {
+        match &self.routes {
+            RouteSource::Static(table) => Some(table.clone()),
+            RouteSource::Rds(slot) => slot.load(),
+        }
+    }
+
+    /// The RDS route configuration this waits for, if any.
+    pub fn rds_slot(&self) -> Option<&Arc<RouteSlot>> {
+        match &self.routes {
+            RouteSource::Rds(slot) => Some(slot),
+            RouteSource::Static(_) => None,
+        }
+    }
+}
+
+fn last_is_router(
+    filter: &bosun_xds::pb::envoy::extensions::filters::network::http_connection_manager::v3::HttpFilter,
+) -> bool {
+    use bosun_xds::pb::envoy::extensions::filters::network::http_connection_manager::v3::http_filter::ConfigType;
+    match &filter.config_type {
+        Some(ConfigType::TypedConfig(any)) => config::type_name(any) == support::ROUTER,
+        None => filter.name == "envoy.filters.http.router",
+        Some(_) => false,
+    }
+}
+
+/// What a connection knows about itself.
+#[derive(Debug)]
+pub struct Connection {
+    /// The connection manager.
+    pub hcm: Arc<HttpConnectionManager>,
+    /// The peer.
+    pub remote: SocketAddr,
+    /// The local address (the original destination when redirected).
+    pub local: SocketAddr,
+    /// The SNI, when TLS.
+    pub server_name: Option<String>,
+    /// Whether the connection is TLS.
+    pub tls: bool,
+    /// The connection's id.
+    pub id: u64,
+}
+
+/// Serves HTTP on `io` until it closes or `drain` fires (then finishes in-flight requests).
+pub async fn serve<I>(
+    io: I,
+    connection: Arc<Connection>,
+    h2_hint: bool,
+    mut drain: tokio::sync::watch::Receiver<bool>,
+) where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let hcm = connection.hcm.clone();
+    hcm.stats.downstream_cx_total.inc();
+    let _active = GaugeGuard::new(&hcm.stats.downstream_cx_active);
+    let service = hyper::service::service_fn(move |req| handle(req, connection.clone()));
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .max_buf_size(hcm.max_request_headers_bytes.max(8192));
+    if let Some(max) = hcm.max_headers_count {
+        builder.http1().max_headers(max);
+    }
+    builder
+        .http2()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .max_header_list_size(u32::try_from(hcm.max_request_headers_bytes).unwrap_or(u32::MAX));
+    let builder = match hcm.codec {
+        Codec::Http1 => builder.http1_only(),
+        Codec::Http2 => builder.http2_only(),
+        Codec::Auto => builder,
+    };
+    let h2 = hcm.codec == Codec::Http2 || (hcm.codec == Codec::Auto && h2_hint);
+    if h2 {
+        hcm.stats.downstream_cx_http2_total.inc();
+    } else {
+        hcm.stats.downstream_cx_http1_total.inc();
+    }
+    let connection = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
+    tokio::pin!(connection);
+    let idle = hcm.idle_timeout;
+    tokio::select! {
+        result = connection.as_mut() => {
+            if let Err(error) = result {
+                tracing::debug!(%error, "downstream connection ended with an error");
+            }
+            return;
+        }
+        _ = crate::server::signalled(&mut drain) => {}
+    }
+    connection.as_mut().graceful_shutdown();
+    let _ = match idle {
+        Some(limit) => tokio::time::timeout(limit, connection)
+            .await
+            .unwrap_or(Ok(())),
+        None => connection.await,
+    };
+}
+
+/// Per-request facts that end up in stats and access logs.
+#[derive(Debug, Default)]
+struct StreamInfo {
+    flags: ResponseFlags,
+    details: &'static str,
+    route_name: Option<String>,
+    upstream_host: Option<SocketAddr>,
+    upstream_cluster: Option<Arc<str>>,
+    transport_failure: Option<String>,
+    response_started: Option<Instant>,
+}
+
+const HOP_BY_HOP: [HeaderName; 6] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+    header::TE,
+];
+
+static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+static X_ENVOY_EXPECTED_TIMEOUT: HeaderName =
+    HeaderName::from_static("x-envoy-expected-rq-timeout-ms");
+static X_ENVOY_UPSTREAM_SERVICE_TIME: HeaderName =
+    HeaderName::from_static("x-envoy-upstream-service-time");
+static X_ENVOY_ORIGINAL_PATH: HeaderName = HeaderName::from_static("x-envoy-original-path");
+
+fn remove_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
+    // Headers named by `Connection` are hop-by-hop too.
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .collect();
+    for name in named {
+        if !(keep_upgrade && name == header::UPGRADE) {
+            headers.remove(name);
+        }
+    }
+    let te_trailers = headers
+        .get(header::TE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.split(',')
+                .any(|t| t.trim().eq_ignore_ascii_case("trailers"))
+        });
+    for name in &HOP_BY_HOP {
+        if keep_upgrade && (*name == header::UPGRADE || *name == header::CONNECTION) {
+            continue;
+        }
+        headers.remove(name);
+    }
+    if te_trailers {
+        headers.insert(header::TE, HeaderValue::from_static("trailers"));
+    }
+}
+
+/// RFC 1918, loopback and unique-local addresses: what Envoy calls internal.
+fn is_internal(ip: std::net::IpAddr) -> bool {
+    match ip {
+        std::net::IpAddr::V4(v4) => v4.is_private() || v4.is_loopback(),
+        std::net::IpAddr::V6(v6) => v6.is_loopback() || (v6.segments()[0] & 0xfe00) == 0xfc00,
+    }
+}
+
+fn is_grpc(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with("application/grpc"))
+}
+
+fn protocol_name(version: Version) -> &'static str {
+    match version {
+        Version::HTTP_09 => "HTTP/0.9",
+        Version::HTTP_10 => "HTTP/1.0",
+        Version::HTTP_2 => "HTTP/2",
+        Version::HTTP_3 => "HTTP/3",
+        _ => "HTTP/1.1",
+    }
+}
+
+/// Counts bytes of a body into a shared counter.
+#[derive(Debug)]
+struct CountBytes(Arc<AtomicU64>);
+
+impl BodyObserver for CountBytes {
+    fn on_data(&mut self, len: usize) {
+        self.0.fetch_add(len as u64, Ordering::Relaxed);
+    }
+
+    fn on_end(&mut self, _end: BodyEnd) {}
+}
+
+/// Writes the access log entries (and closes out stats) when the response body ends.
+struct Finish {
+    connection: Arc<Connection>,
+    request: RequestRecord,
+    info: StreamInfo,
+    status: u16,
+    response_headers: Option<HeaderMap>,
+    trailers: Option<HeaderMap>,
+    bytes_received: Arc<AtomicU64>,
+    bytes_sent: u64,
+    started: Instant,
+    start_time: SystemTime,
+    host: Option<Arc<Host>>,
+    _active: GaugeGuard,
+}
+
+#[derive(Debug, Default)]
+struct RequestRecord {
+    method: String,
+    path: String,
+    authority: String,
+    scheme: &'static str,
+    version: &'static str,
+    headers: Option<HeaderMap>,
+}
+
+impl BodyObserver for Finish {
+    fn on_data(&mut self, len: usize) {
+        self.bytes_sent += len as u64;
+    }
+
+    fn on_trailers(&mut self, trailers: &HeaderMap) {
+        if !self.connection.hcm.access_logs.is_empty() {
+            self.trailers = Some(trailers.clone());
+        }
+    }
+
+    fn on_end(&mut self, end: BodyEnd) {
+        if end != BodyEnd::Complete {
+            if let Some(host) = &self.host {
+                host.stats.rq_error.inc();
+            }
+            if end == BodyEnd::Error {
+                self.info
+                    .flags
+                    .insert(ResponseFlags::UPSTREAM_CONNECTION_TERMINATION);
+            } else {
+                self.info
+                    .flags
+                    .insert(ResponseFlags::DOWNSTREAM_CONNECTION_TERMINATION);
+            }
+        }
+        let hcm = &self.connection.hcm;
+        if hcm.access_logs.is_empty() {
+            return;
+        }
+        let duration = self.started.elapsed();
+        let ctx = FormatContext {
+            start_time: Some(self.start_time),
+            duration: Some(duration),
+            request_duration: None,
+            response_duration: self
+                .info
+                .response_started
+                .map(|t| t.duration_since(self.started)),
+            request_headers: self.request.headers.as_ref(),
+            method: Some(&self.request.method),
+            path: Some(&self.request.path),
+            authority: Some(&self.request.authority),
+            scheme: Some(self.request.scheme),
+            protocol: Some(self.request.version),
+            response_headers: self.response_headers.as_ref(),
+            response_trailers: self.trailers.as_ref(),
+            response_code: Some(self.status),
+            response_code_details: Some(self.info.details),
+            response_flags: self.info.flags,
+            bytes_received: self.bytes_received.load(Ordering::Relaxed),
+            bytes_sent: self.bytes_sent,
+            upstream_host: self.info.upstream_host,
+            upstream_cluster: self.info.upstream_cluster.as_deref(),
+            upstream_local_address: None,
+            upstream_transport_failure_reason: self.info.transport_failure.as_deref(),
+            downstream_remote_address: Some(self.connection.remote),
+            downstream_local_address: Some(self.connection.local),
+            requested_server_name: self.connection.server_name.as_deref(),
+            route_name: self.info.route_name.as_deref(),
+            connection_id: Some(self.connection.id),
+            connection_termination_details: None,
+        };
+        for logger in &hcm.access_logs {
+            logger.log(&ctx);
+        }
+    }
+}
+
+/// Handles one request.
+async fn handle(
+    request: Request<Incoming>,
+    connection: Arc<Connection>,
+) -> Result<Response<Body>, Infallible> {
+    let hcm = connection.hcm.clone();
+    let started = Instant::now();
+    let start_time = SystemTime::now();
+    hcm.stats.downstream_rq_total.inc();
+    match request.version() {
+        Version::HTTP_2 => hcm.stats.downstream_rq_http2_total.inc(),
+        _ => hcm.stats.downstream_rq_http1_total.inc(),
+    }
+    let active = GaugeGuard::new(&hcm.stats.downstream_rq_active);
+    let (mut parts, body) = request.into_parts();
+    let grpc = is_grpc(&parts.headers);
+    let scheme: &'static str = if connection.tls { "https" } else { "http" };
+
+    // Request id, forwarded-* headers: before routing, as Envoy does.
+    // Requests from outside the mesh get a fresh id unless told to keep theirs (Envoy's
+    // edge behaviour); internal ones keep theirs.
+    let external = hcm.use_remote_address && !is_internal(connection.remote.ip());
+    if external && !hcm.preserve_external_request_id {
+        parts.headers.remove(&X_REQUEST_ID);
+    }
+    if hcm.generate_request_id && !parts.headers.contains_key(&X_REQUEST_ID) {
+        if let Ok(id) = HeaderValue::from_str(&uuid::Uuid::new_v4().to_string()) {
+            parts.headers.insert(X_REQUEST_ID.clone(), id);
+        }
+    }
+    if hcm.use_remote_address {
+        if !hcm.skip_xff_append {
+            let peer = connection.remote.ip().to_string();
+            let value = match parts
+                .headers
+                .get(&X_FORWARDED_FOR)
+                .and_then(|v| v.to_str().ok())
+            {
+                Some(existing) => format!("{existing},{peer}"),
+                None => peer,
+            };
+            if let Ok(value) = HeaderValue::from_str(&value) {
+                parts.headers.insert(X_FORWARDED_FOR.clone(), value);
+            }
+        }
+        parts
+            .headers
+            .insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static(scheme));
+    } else if !parts.headers.contains_key(&X_FORWARDED_PROTO) {
+        parts
+            .headers
+            .insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static(scheme));
+    }
+    let authority = parts
+        .uri
+        .authority()
+        .map(|a| a.as_str().to_owned())
+        .or_else(|| {
+            parts
+                .headers
+                .get(header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .map(str::to_owned)
+        })
+        .unwrap_or_default();
+    let path_and_query = parts
+        .uri
+        .path_and_query()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "/".to_owned());
+    let record = RequestRecord {
+        method: parts.method.as_str().to_owned(),
+        path: path_and_query.clone(),
+        authority: authority.clone(),
+        scheme,
+        version: protocol_name(parts.version),
+        headers: (!hcm.access_logs.is_empty()).then(|| parts.headers.clone()),
+    };
+    let request_id = parts.headers.get(&X_REQUEST_ID).cloned();
+    let bytes_received = Arc::new(AtomicU64::new(0));
+    let body = Body::incoming(body).observe(CountBytes(bytes_received.clone()));
+    let mut info = StreamInfo::default();
+    let mut chosen_host = None;
+
+    let routed = route_request(
+        &connection,
+        &mut parts,
+        body,
+        &authority,
+        &path_and_query,
+        scheme,
+        grpc,
+        &mut info,
+        &mut chosen_host,
+    );
+    let mut response = match (hcm.request_timeout, hcm.stream_idle_timeout) {
+        (Some(limit), _) => match tokio::time::timeout(limit, routed).await {
+            Ok(response) => response,
+            Err(_) => {
+                hcm.stats.downstream_rq_timeout.inc();
+                info.details = "request_overall_timeout";
+                LocalReply::new(StatusCode::REQUEST_TIMEOUT, "request timeout").into_response(grpc)
+            }
+        },
+        (None, Some(idle)) => match tokio::time::timeout(idle, routed).await {
+            Ok(response) => response,
+            Err(_) => {
+                info.flags.insert(ResponseFlags::STREAM_IDLE_TIMEOUT);
+                info.details = "stream_idle_timeout";
+                LocalReply::new(StatusCode::REQUEST_TIMEOUT, "stream timeout").into_response(grpc)
+            }
+        },
+        (None, None) => routed.await,
+    };
+
+    match hcm.server_header {
+        ServerHeader::Overwrite => {
+            response
+                .headers_mut()
+                .insert(header::SERVER, hcm.server_name.clone());
+        }
+        ServerHeader::AppendIfAbsent if !response.headers().contains_key(header::SERVER) => {
+            response
+                .headers_mut()
+                .insert(header::SERVER, hcm.server_name.clone());
+        }
+        ServerHeader::AppendIfAbsent | ServerHeader::PassThrough => {}
+    }
+    if hcm.always_set_request_id_in_response {
+        if let Some(id) = request_id {
+            response.headers_mut().insert(X_REQUEST_ID.clone(), id);
+        }
+    }
+    let status = response.status().as_u16();
+    hcm.stats.downstream_rq.record(status);
+    info.response_started.get_or_insert_with(Instant::now);
+    let (response_parts, response_body) = response.into_parts();
+    let finish = Finish {
+        connection: connection.clone(),
+        request: record,
+        status,
+        response_headers: (!hcm.access_logs.is_empty()).then(|| response_parts.headers.clone()),
+        trailers: None,
+        bytes_received,
+        bytes_sent: 0,
+        started,
+        start_time,
+        host: chosen_host,
+        info,
+        _active: active,
+    };
+    Ok(Response::from_parts(
+        response_parts,
+        response_body.observe(finish),
+    ))
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn route_request(
+    connection: &Arc<Connection>,
+    parts: &mut http::request::Parts,
+    body: Body,
+    authority: &str,
+    path_and_query: &str,
+    scheme: &'static str,
+    grpc: bool,
+    info: &mut StreamInfo,
+    chosen_host: &mut Option<Arc<Host>>,
+) -> Response<Body> {
+    let hcm = &connection.hcm;
+    let Some(table) = hcm.route_table() else {
+        hcm.stats.no_route.inc();
+        info.flags.insert(ResponseFlags::NO_ROUTE_FOUND);
+        info.details = "route_not_found";
+        return LocalReply::new(StatusCode::NOT_FOUND, "").into_response(grpc);
+    };
+    let view = RequestView {
+        authority,
+        path_and_query,
+        method: parts.method.as_str(),
+        scheme,
+        headers: &parts.headers,
+        random: fastrand::u64(..),
+    };
+    let Some((vhost, route)) = table.route(&view) else {
+        hcm.stats.no_route.inc();
+        info.flags.insert(ResponseFlags::NO_ROUTE_FOUND);
+        info.details = "route_not_found";
+        return LocalReply::new(StatusCode::NOT_FOUND, "").into_response(grpc);
+    };
+    info.route_name = Some(route.name.clone()).filter(|n| !n.is_empty());
+    let method = parts.method.clone();
+    let protocol = protocol_name(parts.version);
+    let context = |request_headers| {
+        request_context(
+            connection,
+            method.as_str(),
+            path_and_query,
+            authority,
+            scheme,
+            protocol,
+            request_headers,
+        )
+    };
+    let forward = match &route.action {
+        Action::Direct { status, body } => {
+            hcm.stats.rq_direct_response.inc();
+            info.details = "direct_response";
+            let mut response = Response::new(Body::full(body.clone()));
+            *response.status_mut() = *status;
+            if !body.is_empty() {
+                response
+                    .headers_mut()
+                    .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+            }
+            apply_response_mutations(
+                &table,
+                vhost,
+                route,
+                None,
+                response.headers_mut(),
+                &context(Some(&parts.headers)),
+            );
+            return response;
+        }
+        Action::Redirect(redirect) => {
+            hcm.stats.rq_redirect.inc();
+            info.details = "direct_response";
+            let location = redirect.location(&view, route);
+            let mut response = Response::new(Body::empty());
+            *response.status_mut() = redirect.status;
+            if let Ok(location) = HeaderValue::from_str(&location) {
+                response.headers_mut().insert(header::LOCATION, location);
+            }
+            apply_response_mutations(
+                &table,
+                vhost,
+                route,
+                None,
+                response.headers_mut(),
+                &context(Some(&parts.headers)),
+            );
+            return response;
+        }
+        Action::Forward(forward) => forward,
+    };
+
+    // Upgrades (WebSocket): allowed by the route, else by the connection manager.
+    let upgrade = parts
+        .headers
+        .get(header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_ascii_lowercase);
+    if let Some(kind) = &upgrade {
+        let allowed = forward
+            .upgrades
+            .iter()
+            .find(|(t, _)| t == kind)
+            .map(|(_, enabled)| *enabled)
+            .or_else(|| {
+                hcm.upgrades
+                    .iter()
+                    .find(|(t, _)| t == kind)
+                    .map(|(_, e)| *e)
+            })
+            .unwrap_or(false);
+        if !allowed {
+            info.details = "upgrade_failed";
+            return LocalReply::new(StatusCode::FORBIDDEN, "").into_response(grpc);
+        }
+    }
+
+    let (cluster, weighted) = match &forward.target {
+        ClusterTarget::Single(slot) => (slot.load(), None),
+        ClusterTarget::Weighted { clusters, total } => {
+            let mut pick = fastrand::u64(..*total);
+            let chosen = clusters
+                .iter()
+                .find(|c| {
+                    if pick < c.weight {
+                        true
+                    } else {
+                        pick -= c.weight;
+                        false
+                    }
+                })
+                .or(clusters.last());
+            (chosen.and_then(|c| c.slot.load()), chosen)
+        }
+        ClusterTarget::Header(name) => (
+            parts
+                .headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|name| hcm.registry.find_cluster(name)),
+            None,
+        ),
+    };
+    let Some(cluster) = cluster else {
+        hcm.stats.no_cluster.inc();
+        info.flags.insert(ResponseFlags::NO_CLUSTER_FOUND);
+        info.details = "cluster_not_found";
+        return LocalReply::new(forward.cluster_not_found, "").into_response(grpc);
+    };
+    info.upstream_cluster = Some(cluster.name.clone());
+    let Some(host) = cluster.choose_host(Some(connection.local)) else {
+        cluster.stats.upstream_cx_none_healthy.inc();
+        info.flags.insert(ResponseFlags::NO_HEALTHY_UPSTREAM);
+        info.details = "no_healthy_upstream";
+        return LocalReply::new(StatusCode::SERVICE_UNAVAILABLE, "no healthy upstream")
+            .into_response(grpc);
+    };
+    info.upstream_host = Some(host.address);
+    *chosen_host = Some(host.clone());
+
+    // The upstream request.
+    let h2 = cluster.uses_h2(parts.version);
+    // Header templates (`%REQ(…)%`) read the request as it came in; copy it only if needed.
+    let templated = mutation_levels(
+        &table,
+        vhost,
+        route,
+        weighted.map(|w| &w.request_headers),
+        true,
+    )
+    .into_iter()
+    .chain(mutation_levels(
+        &table,
+        vhost,
+        route,
+        weighted.map(|w| &w.response_headers),
+        false,
+    ))
+    .any(HeaderMutations::is_templated);
+    let original_headers = templated.then(|| parts.headers.clone());
+    let ctx = context(original_headers.as_ref());
+    let mut headers = std::mem::take(&mut parts.headers);
+    remove_hop_by_hop(&mut headers, upgrade.is_some());
+    let mut host_header = authority.to_owned();
+    match &forward.host_rewrite {
+        Some(HostRewrite::Literal(value)) => {
+            host_header = value.to_str().unwrap_or(authority).to_owned();
+        }
+        Some(HostRewrite::Auto) => {
+            if let Some(name) = &host.hostname {
+                host_header = name.clone();
+            }
+        }
+        None => {}
+    }
+    let mut path = path_and_query.to_owned();
+    if let Some(rewritten) = route::rewrite_path(forward, route, path_and_query) {
+        if let Ok(original) = HeaderValue::from_str(path_and_query) {
+            headers.insert(X_ENVOY_ORIGINAL_PATH.clone(), original);
+        }
+        path = rewritten;
+    }
+    if let Some(timeout) = forward.timeout {
+        if !hcm.suppress_envoy_headers {
+            headers.insert(
+                X_ENVOY_EXPECTED_TIMEOUT.clone(),
+                HeaderValue::from(timeout.as_millis() as u64),
+            );
+        }
+    }
+    apply_request_mutations(
+        &table,
+        vhost,
+        route,
+        weighted.map(|w| &w.request_headers),
+        &mut headers,
+        &ctx,
+    );
+    let uri = if h2 {
+        Uri::builder()
+            .scheme(if cluster.tls.is_some() {
+                "https"
+            } else {
+                "http"
+            })
+            .authority(host_header.as_str())
+            .path_and_query(path.as_str())
+            .build()
+    } else {
+        Uri::builder().path_and_query(path.as_str()).build()
+    };
+    let uri = match uri {
+        Ok(uri) => uri,
+        Err(_) => {
+            info.details = "invalid_path";
+            return LocalReply::new(StatusCode::BAD_REQUEST, "").into_response(grpc);
+        }
+    };
+    if h2 {
+        headers.remove(header::HOST);
+    } else if let Ok(value) = HeaderValue::from_str(&host_header) {
+        headers.insert(header::HOST, value);
+    }
+    let downstream_upgrade = if upgrade.is_some() {
+        parts.extensions.remove::<hyper::upgrade::OnUpgrade>()
+    } else {
+        None
+    };
+    let mut upstream_request = Request::new(body);
+    *upstream_request.method_mut() = method.clone();
+    *upstream_request.uri_mut() = uri;
+    *upstream_request.version_mut() = if h2 {
+        Version::HTTP_2
+    } else {
+        Version::HTTP_11
+    };
+    *upstream_request.headers_mut() = headers;
+
+    // Send it.
+    cluster.stats.upstream_rq_total.inc();
+    host.stats.rq_total.inc();
+    let _upstream_active = (
+        GaugeGuard::new(&cluster.stats.upstream_rq_active),
+        GaugeGuard::new(&host.stats.rq_active),
+    );
+    let sent_at = Instant::now();
+    let sending = cluster.send(&host, upstream_request, h2);
+    let result = match forward.timeout {
+        Some(limit) => match tokio::time::timeout(limit, sending).await {
+            Ok(result) => result,
+            Err(_) => {
+                cluster.stats.upstream_rq_timeout.inc();
+                host.stats.rq_timeout.inc();
+                host.stats.rq_error.inc();
+                cluster.stats.upstream_rq.record(504);
+                info.flags.insert(ResponseFlags::UPSTREAM_REQUEST_TIMEOUT);
+                info.details = "upstream_response_timeout";
+                return LocalReply::new(StatusCode::GATEWAY_TIMEOUT, "upstream request timeout")
+                    .into_response(grpc);
+            }
+        },
+        None => sending.await,
+    };
+    let mut response = match result {
+        Ok(response) => response,
+        Err(error) => return upstream_failure(&cluster, &host, error, info, grpc),
+    };
+    cluster.stats.upstream_rq_completed.inc();
+    let status = response.status().as_u16();
+    cluster.stats.upstream_rq.record(status);
+    if status >= 500 {
+        host.stats.rq_error.inc();
+    } else {
+        host.stats.rq_success.inc();
+    }
+    info.details = "via_upstream";
+    info.response_started = Some(Instant::now());
+    if response.status() == StatusCode::SWITCHING_PROTOCOLS {
+        if let Some(downstream) = downstream_upgrade {
+            let upstream = hyper::upgrade::on(&mut response);
+            tokio::spawn(tunnel(downstream, upstream));
+        }
+    } else {
+        remove_hop_by_hop(response.headers_mut(), false);
+    }
+    if !hcm.suppress_envoy_headers {
+        response.headers_mut().insert(
+            X_ENVOY_UPSTREAM_SERVICE_TIME.clone(),
+            HeaderValue::from(sent_at.elapsed().as_millis() as u64),
+        );
+    }
+    apply_response_mutations(
+        &table,
+        vhost,
+        route,
+        weighted.map(|w| &w.response_headers),
+        response.headers_mut(),
+        &ctx,
+    );
+    response
+}
+
+/// What header templates of a request can read.
+fn request_context<'a>(
+    connection: &'a Connection,
+    method: &'a str,
+    path: &'a str,
+    authority: &'a str,
+    scheme: &'static str,
+    protocol: &'static str,
+    request_headers: Option<&'a HeaderMap>,
+) -> FormatContext<'a> {
+    FormatContext {
+        request_headers,
+        method: Some(method),
+        path: Some(path),
+        authority: Some(authority),
+        scheme: Some(scheme),
+        protocol: Some(protocol),
+        downstream_remote_address: Some(connection.remote),
+        downstream_local_address: Some(connection.local),
+        requested_server_name: connection.server_name.as_deref(),
+        connection_id: Some(connection.id),
+        ..Default::default()
+    }
+}
+
+/// Copies bytes both ways between an upgraded downstream and upstream (WebSocket).
+async fn tunnel(downstream: hyper::upgrade::OnUpgrade, upstream: hyper::upgrade::OnUpgrade) {
+    let (Ok(downstream), Ok(upstream)) = (downstream.await, upstream.await) else {
+        return;
+    };
+    let mut downstream = TokioIo::new(downstream);
+    let mut upstream = TokioIo::new(upstream);
+    let _ = tokio::io::copy_bidirectional(&mut downstream, &mut upstream).await;
+}
+
+fn upstream_failure(
+    cluster: &Cluster,
+    host: &Host,
+    error: UpstreamError,
+    info: &mut StreamInfo,
+    grpc: bool,
+) -> Response<Body> {
+    host.stats.rq_error.inc();
+    cluster.stats.upstream_rq.record(503);
+    let (flag, reason, transport) = match &error {
+        UpstreamError::Connect(connect) => (
+            ResponseFlags::UPSTREAM_CONNECTION_FAILURE,
+            "remote connection failure",
+            Some(connect.reason()),
+        ),
+        UpstreamError::Reset(_) => {
+            cluster.stats.upstream_rq_rx_reset.inc();
+            (
+                ResponseFlags::UPSTREAM_CONNECTION_TERMINATION,
+                "connection termination",
+                None,
+            )
+        }
+    };
+    info.flags.insert(flag);
+    info.details = "upstream_reset_before_response_started";
+    // Envoy 1.40 keeps the transport failure reason for the access log, not the body.
+    let body = format!(
+        "upstream connect error or disconnect/reset before headers. reset reason: {reason}"
+    );
+    info.transport_failure = transport;
+    LocalReply::new(StatusCode::SERVICE_UNAVAILABLE, body).into_response(grpc)
+}
+
+/// Envoy applies header changes from the most specific level first (weighted cluster, route,
+/// virtual host, route configuration), so the least specific wins for overwrites; unless
+/// `most_specific_header_mutations_wins`.
+fn mutation_levels<'a>(
+    table: &'a RouteTable,
+    vhost: &'a route::VirtualHost,
+    route: &'a route::Route,
+    weighted: Option<&'a HeaderMutations>,
+    request: bool,
+) -> Vec<&'a HeaderMutations> {
+    let pick =
+        |req: &'a HeaderMutations, resp: &'a HeaderMutations| if request { req } else { resp };
+    let mut levels: Vec<&HeaderMutations> = Vec::with_capacity(4);
+    if let Some(w) = weighted {
+        levels.push(w);
+    }
+    levels.push(pick(&route.request_headers, &route.response_headers));
+    levels.push(pick(&vhost.request_headers, &vhost.response_headers));
+    levels.push(pick(&table.request_headers, &table.response_headers));
+    if table.most_specific_wins {
+        levels.reverse();
+    }
+    levels
+}
+
+fn apply_request_mutations(
+    table: &RouteTable,
+    vhost: &route::VirtualHost,
+    route: &route::Route,
+    weighted: Option<&HeaderMutations>,
+    headers: &mut HeaderMap,
+    ctx: &FormatContext<'_>,
+) {
+    for level in mutation_levels(table, vhost, route, weighted, true) {
+        if !level.is_empty() {
+            level.apply(headers, ctx);
+        }
+    }
+}
+
+fn apply_response_mutations(
+    table: &RouteTable,
+    vhost: &route::VirtualHost,
+    route: &route::Route,
+    weighted: Option<&HeaderMutations>,
+    headers: &mut HeaderMap,
+    ctx: &FormatContext<'_>,
+) {
+    for level in mutation_levels(table, vhost, route, weighted, false) {
+        if !level.is_empty() {
+            level.apply(headers, ctx);
+        }
+    }
+}
+
+/// Looks up clusters for `cluster_header` routes in tests.
+impl ClusterResolver for HttpConnectionManager {
+    fn cluster_slot(&self, name: &str) -> Arc<crate::upstream::ClusterSlot> {
+        self.registry.cluster_slot(name)
+    }
+}

@@ -1,0 +1,417 @@
+//! Test helpers: upstream servers that say who they are and what they received, a small HTTP
+//! client, and where Envoy is.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, Version};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+/// An HTTP/1.1 and HTTP/2 server on 127.0.0.1 that answers with `x-upstream: <name>` and a JSON
+/// description of the request. `/status/<code>` answers that code, `/delay/<ms>` waits first,
+/// `/reset` closes the connection without answering; `Upgrade: websocket` is accepted and echoed;
+/// gRPC requests get their message echoed with `grpc-status: 0`.
+#[derive(Debug)]
+pub struct TestUpstream {
+    /// Its name (in `x-upstream`).
+    pub name: String,
+    /// Where it listens.
+    pub address: SocketAddr,
+    /// Requests served.
+    pub requests: Arc<AtomicU64>,
+    stop: watch::Sender<bool>,
+}
+
+impl Drop for TestUpstream {
+    fn drop(&mut self) {
+        let _ = self.stop.send(true);
+    }
+}
+
+impl TestUpstream {
+    /// Starts one.
+    pub async fn start(name: &str) -> std::io::Result<TestUpstream> {
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let address = listener.local_addr()?;
+        let requests = Arc::new(AtomicU64::new(0));
+        let (stop, mut stopped) = watch::channel(false);
+        let name_owned = name.to_owned();
+        let counter = requests.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    accepted = listener.accept() => {
+                        let Ok((stream, peer)) = accepted else { continue };
+                        let name = name_owned.clone();
+                        let counter = counter.clone();
+                        tokio::spawn(async move {
+                            let service = hyper::service::service_fn(move |req| {
+                                counter.fetch_add(1, Ordering::Relaxed);
+                                answer(req, name.clone(), peer)
+                            });
+                            let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                                .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                                .await;
+                        });
+                    }
+                    _ = stopped.changed() => break,
+                }
+            }
+        });
+        Ok(TestUpstream {
+            name: name.to_owned(),
+            address,
+            requests,
+            stop,
+        })
+    }
+
+    /// Requests served so far.
+    pub fn count(&self) -> u64 {
+        self.requests.load(Ordering::Relaxed)
+    }
+}
+
+type BoxBody = http_body_util::combinators::BoxBody<Bytes, std::io::Error>;
+
+async fn answer(
+    mut request: Request<Incoming>,
+    name: String,
+    peer: SocketAddr,
+) -> Result<Response<BoxBody>, std::io::Error> {
+    let path = request.uri().path().to_owned();
+    let full = |status: StatusCode, body: String| {
+        let mut response = Response::new(
+            Full::new(Bytes::from(body))
+                .map_err(|never| match never {})
+                .boxed(),
+        );
+        *response.status_mut() = status;
+        response
+    };
+    if let Some(ms) = path
+        .strip_prefix("/delay/")
+        .and_then(|ms| ms.parse::<u64>().ok())
+    {
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+    }
+    if path == "/reset" {
+        // A service error makes hyper close the connection without answering.
+        return Err(std::io::Error::other("reset requested"));
+    }
+    let is_websocket = request
+        .headers()
+        .get(http::header::UPGRADE)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"websocket"));
+    if is_websocket {
+        let upgrade = hyper::upgrade::on(&mut request);
+        tokio::spawn(async move {
+            if let Ok(upgraded) = upgrade.await {
+                let (read, mut write) = tokio::io::split(TokioIo::new(upgraded));
+                let mut lines = BufReader::new(read).lines();
+                while let Ok(Some(line)) = lines.next_line().await {
+                    if write
+                        .write_all(format!("echo {line}\n").as_bytes())
+                        .await
+                        .is_err()
+                    {
+                        break;
+                    }
+                }
+            }
+        });
+        let mut response = full(StatusCode::SWITCHING_PROTOCOLS, String::new());
+        response
+            .headers_mut()
+            .insert(http::header::UPGRADE, HeaderValue::from_static("websocket"));
+        response.headers_mut().insert(
+            http::header::CONNECTION,
+            HeaderValue::from_static("upgrade"),
+        );
+        set_upstream(&mut response, &name);
+        return Ok(response);
+    }
+    let grpc = request
+        .headers()
+        .get(http::header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
+    let version = request.version();
+    let method = request.method().to_string();
+    let path_and_query = request
+        .uri()
+        .path_and_query()
+        .map(|p| p.to_string())
+        .unwrap_or_default();
+    let headers = header_map_json(request.headers());
+    let body = request
+        .into_body()
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    if grpc {
+        let mut response = Response::new(GrpcEcho::new(body).boxed());
+        response.headers_mut().insert(
+            http::header::CONTENT_TYPE,
+            HeaderValue::from_static("application/grpc"),
+        );
+        set_upstream(&mut response, &name);
+        return Ok(response);
+    }
+    let status = path
+        .strip_prefix("/status/")
+        .and_then(|code| code.parse::<u16>().ok())
+        .and_then(|code| StatusCode::from_u16(code).ok())
+        .unwrap_or(StatusCode::OK);
+    let description = serde_json::json!({
+        "upstream": name,
+        "method": method,
+        "path": path_and_query,
+        "version": format!("{version:?}"),
+        "headers": headers,
+        "body_bytes": body.len(),
+        "peer": peer.to_string(),
+    });
+    let mut response = full(status, description.to_string());
+    set_upstream(&mut response, &name);
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    Ok(response)
+}
+
+fn set_upstream<B>(response: &mut Response<B>, name: &str) {
+    if let Ok(value) = HeaderValue::from_str(name) {
+        response.headers_mut().insert("x-upstream", value);
+    }
+}
+
+fn header_map_json(headers: &HeaderMap) -> BTreeMap<String, String> {
+    let mut map = BTreeMap::new();
+    for (name, value) in headers {
+        let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
+        map.entry(name.as_str().to_owned())
+            .and_modify(|v: &mut String| {
+                v.push(',');
+                v.push_str(&value);
+            })
+            .or_insert(value);
+    }
+    map
+}
+
+/// A gRPC response body: the request's message, then `grpc-status: 0` trailers.
+struct GrpcEcho {
+    message: Option<Bytes>,
+    trailers_sent: bool,
+}
+
+impl GrpcEcho {
+    fn new(message: Bytes) -> Self {
+        GrpcEcho {
+            message: Some(message),
+            trailers_sent: false,
+        }
+    }
+}
+
+impl http_body::Body for GrpcEcho {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, std::io::Error>>> {
+        if let Some(message) = self.message.take() {
+            return std::task::Poll::Ready(Some(Ok(http_body::Frame::data(message))));
+        }
+        if !self.trailers_sent {
+            self.trailers_sent = true;
+            let mut trailers = HeaderMap::new();
+            trailers.insert("grpc-status", HeaderValue::from_static("0"));
+            return std::task::Poll::Ready(Some(Ok(http_body::Frame::trailers(trailers))));
+        }
+        std::task::Poll::Ready(None)
+    }
+}
+
+/// A TCP server that answers each line with `<name> <line>`.
+#[derive(Debug)]
+pub struct TcpEcho {
+    /// Where it listens.
+    pub address: SocketAddr,
+    stop: watch::Sender<bool>,
+}
+
+impl Drop for TcpEcho {
+    fn drop(&mut self) {
+        let _ = self.stop.send(true);
+    }
+}
+
+impl TcpEcho {
+    /// Starts one.
+    pub async fn start(name: &str) -> std::io::Result<TcpEcho> {
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let address = listener.local_addr()?;
+        let (stop, mut stopped) = watch::channel(false);
+        let name = name.to_owned();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    accepted = listener.accept() => {
+                        let Ok((stream, _)) = accepted else { continue };
+                        let name = name.clone();
+                        tokio::spawn(async move {
+                            let (read, mut write) = stream.into_split();
+                            let mut lines = BufReader::new(read).lines();
+                            while let Ok(Some(line)) = lines.next_line().await {
+                                if write.write_all(format!("{name} {line}\n").as_bytes()).await.is_err() {
+                                    break;
+                                }
+                            }
+                        });
+                    }
+                    _ = stopped.changed() => break,
+                }
+            }
+        });
+        Ok(TcpEcho { address, stop })
+    }
+}
+
+/// A response read whole.
+#[derive(Debug)]
+pub struct Answer {
+    /// Status.
+    pub status: StatusCode,
+    /// Headers.
+    pub headers: HeaderMap,
+    /// Body.
+    pub body: Bytes,
+    /// Trailers.
+    pub trailers: Option<HeaderMap>,
+}
+
+impl Answer {
+    /// A header as text.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// The body as JSON (test upstreams answer JSON).
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or(serde_json::Value::Null)
+    }
+
+    /// The body as text.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// Sends one request on a fresh connection to `address` (HTTP/1.1, or HTTP/2 with prior
+/// knowledge when `request.version()` is HTTP/2).
+pub async fn send(
+    address: SocketAddr,
+    mut request: Request<Full<Bytes>>,
+) -> Result<Answer, String> {
+    if request.version() == Version::HTTP_2 && request.uri().authority().is_none() {
+        // HTTP/2 carries the authority in the URI (`:authority`), not in a Host header.
+        let authority = request
+            .headers_mut()
+            .remove(http::header::HOST)
+            .and_then(|h| h.to_str().ok().map(str::to_owned))
+            .unwrap_or_else(|| address.to_string());
+        let path = request
+            .uri()
+            .path_and_query()
+            .map(|p| p.as_str().to_owned())
+            .unwrap_or_else(|| "/".into());
+        *request.uri_mut() = format!("http://{authority}{path}")
+            .parse()
+            .map_err(|e: http::uri::InvalidUri| e.to_string())?;
+    }
+    let stream = tokio::net::TcpStream::connect(address)
+        .await
+        .map_err(|e| e.to_string())?;
+    let io = TokioIo::new(stream);
+    let response = if request.version() == Version::HTTP_2 {
+        let (mut sender, connection) =
+            hyper::client::conn::http2::handshake(TokioExecutor::new(), io)
+                .await
+                .map_err(|e| e.to_string())?;
+        tokio::spawn(connection);
+        sender
+            .send_request(request)
+            .await
+            .map_err(|e| e.to_string())?
+    } else {
+        let (mut sender, connection) = hyper::client::conn::http1::handshake(io)
+            .await
+            .map_err(|e| e.to_string())?;
+        tokio::spawn(connection);
+        sender
+            .send_request(request)
+            .await
+            .map_err(|e| e.to_string())?
+    };
+    let (parts, body) = response.into_parts();
+    let collected = body.collect().await.map_err(|e| e.to_string())?;
+    let trailers = collected.trailers().cloned();
+    Ok(Answer {
+        status: parts.status,
+        headers: parts.headers,
+        body: collected.to_bytes(),
+        trailers,
+    })
+}
+
+/// A GET of `path` with `Host: authority`.
+pub async fn get(address: SocketAddr, authority: &str, path: &str) -> Result<Answer, String> {
+    let request = Request::get(path)
+        .header(http::header::HOST, authority)
+        .body(Full::new(Bytes::new()))
+        .map_err(|e| e.to_string())?;
+    send(address, request).await
+}
+
+/// Polls `check` every 20 ms until it returns `Some` or `limit` passes.
+pub async fn eventually<T, F, Fut>(limit: Duration, mut check: F) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if let Some(value) = check().await {
+            return Some(value);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The Envoy binary for differential tests: `BOSUN_ENVOY`, else `.venv/bin/envoy` at the
+/// workspace root (where `.ci/run` installs it).
+pub fn envoy_binary() -> Option<PathBuf> {
+    if let Some(path) = std::env::var_os("BOSUN_ENVOY") {
+        return Some(PathBuf::from(path));
+    }
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/envoy");
+    root.exists().then_some(root)
+}
