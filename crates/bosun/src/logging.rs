@@ -17,7 +17,7 @@ fn directive(level: &str) -> Result<&'static str, String> {
 }
 
 /// Installs the logger; returns a function that changes the level.
-pub(crate) fn init(level: &str) -> anyhow::Result<Box<dyn Fn(&str) -> Result<(), String> + Send>> {
+pub(crate) fn init(level: &str) -> anyhow::Result<bosun_proxy::server::LogLevelSetter> {
     let filter = EnvFilter::try_new(directive(level).map_err(anyhow::Error::msg)?)?;
     let (filter, handle) = tracing_subscriber::reload::Layer::new(filter);
     tracing_subscriber::registry()

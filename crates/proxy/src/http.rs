@@ -232,10 +232,7 @@ impl HttpConnectionManager {
         } else {
             config.server_name.as_str()
         };
-        let common = config
-            .common_http_protocol_options
-            .clone()
-            .unwrap_or_default();
+        let common = config.common_http_protocol_options.unwrap_or_default();
         let stats = Arc::new(HttpStats::new(&registry.stats, &config.stat_prefix));
         Ok(HttpConnectionManager {
             stat_prefix: config.stat_prefix.clone(),

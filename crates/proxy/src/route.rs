@@ -434,8 +434,8 @@ impl RouteTable {
             table.virtual_hosts.push(compiled);
         }
         // Longest wildcard first, as Envoy searches.
-        table.suffixes.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
-        table.prefixes.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
+        table.suffixes.sort_by_key(|(suffix, _)| std::cmp::Reverse(suffix.len()));
+        table.prefixes.sort_by_key(|(prefix, _)| std::cmp::Reverse(prefix.len()));
         table.config = config;
         Ok(table)
     }

@@ -71,6 +71,9 @@ struct ServerStats {
     total_clusters: Gauge,
 }
 
+/// Changes the process's log level (`/logging?level=debug`).
+pub type LogLevelSetter = Box<dyn Fn(&str) -> Result<(), String> + Send>;
+
 /// A running proxy.
 pub struct Proxy {
     /// Clusters and route tables.
@@ -87,7 +90,7 @@ pub struct Proxy {
     initialized: AtomicBool,
     shutdown: watch::Sender<bool>,
     /// Changes the log level (`/logging`), set by the binary.
-    pub set_log_level: Mutex<Option<Box<dyn Fn(&str) -> Result<(), String> + Send>>>,
+    pub set_log_level: Mutex<Option<LogLevelSetter>>,
 }
 
 impl std::fmt::Debug for Proxy {

@@ -415,3 +415,312 @@ pub fn envoy_binary() -> Option<PathBuf> {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/envoy");
     root.exists().then_some(root)
 }
+
+/// A management server for tests: holds resources per type, serves them over ADS (state of the
+/// world and delta), pushes changes, and records every ACK and NACK.
+pub mod ads {
+    use std::collections::{BTreeMap, BTreeSet};
+    use std::net::SocketAddr;
+    use std::pin::Pin;
+    use std::sync::{Arc, Mutex};
+
+    use bosun_xds::pb::envoy::service::discovery::v3::aggregated_discovery_service_server::{
+        AggregatedDiscoveryService, AggregatedDiscoveryServiceServer,
+    };
+    use bosun_xds::pb::envoy::service::discovery::v3::{
+        DeltaDiscoveryRequest, DeltaDiscoveryResponse, DiscoveryRequest, DiscoveryResponse,
+        Resource,
+    };
+    use bosun_xds::pb::google::protobuf::Any;
+    use futures_util::Stream;
+    use prost::Message;
+    use tokio::sync::{mpsc, watch};
+    use tokio_stream::StreamExt;
+    use tokio_stream::wrappers::ReceiverStream;
+
+    /// What a client said about a response.
+    #[derive(Clone, Debug, PartialEq, Eq)]
+    pub struct Ack {
+        /// The resource type.
+        pub type_url: String,
+        /// The version the client now has.
+        pub version: String,
+        /// The nonce of the response answered.
+        pub nonce: String,
+        /// The NACK's reason, if it was one.
+        pub error: Option<String>,
+    }
+
+    #[derive(Debug, Default)]
+    struct State {
+        version: u64,
+        resources: BTreeMap<String, Vec<(String, Any)>>,
+        acks: Vec<Ack>,
+        nonce: u64,
+    }
+
+    /// The server.
+    #[derive(Clone, Debug)]
+    pub struct TestAds {
+        /// Where it listens.
+        pub address: SocketAddr,
+        state: Arc<Mutex<State>>,
+        changed: watch::Sender<u64>,
+        stop: Arc<watch::Sender<bool>>,
+    }
+
+    fn lock(state: &Mutex<State>) -> std::sync::MutexGuard<'_, State> {
+        state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Wraps a message in an `Any` of `type_url`.
+    pub fn any<M: Message>(type_url: &str, message: &M) -> Any {
+        Any {
+            type_url: type_url.to_owned(),
+            value: message.encode_to_vec(),
+        }
+    }
+
+    impl TestAds {
+        /// Starts one on 127.0.0.1.
+        pub async fn start() -> std::io::Result<TestAds> {
+            Self::start_on("127.0.0.1:0".parse().map_err(std::io::Error::other)?).await
+        }
+
+        /// Starts one on `address` (to stand in for a server that went away).
+        pub async fn start_on(address: SocketAddr) -> std::io::Result<TestAds> {
+            let listener = tokio::net::TcpListener::bind(address).await?;
+            let address = listener.local_addr()?;
+            let (changed, _) = watch::channel(0);
+            let (stop, mut stopped) = watch::channel(false);
+            let server = TestAds {
+                address,
+                state: Arc::new(Mutex::new(State::default())),
+                changed,
+                stop: Arc::new(stop),
+            };
+            let service = AggregatedDiscoveryServiceServer::new(server.clone());
+            tokio::spawn(async move {
+                let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+                let _ = tonic::transport::Server::builder()
+                    .add_service(service)
+                    .serve_with_incoming_shutdown(incoming, async move {
+                        let _ = stopped.wait_for(|s| *s).await.map(|_| ());
+                    })
+                    .await;
+            });
+            Ok(server)
+        }
+
+        /// Stops serving (streams end, new connections are refused).
+        pub fn shutdown(&self) {
+            let _ = self.stop.send(true);
+            // Streams hold their own tasks; closing the change channel ends them.
+            let _ = self.changed.send(u64::MAX);
+        }
+
+        /// Replaces the resources of `type_url` (named) and pushes them.
+        pub fn set(&self, type_url: &str, resources: Vec<(String, Any)>) {
+            let version = {
+                let mut state = lock(&self.state);
+                state.version += 1;
+                state.resources.insert(type_url.to_owned(), resources);
+                state.version
+            };
+            let _ = self.changed.send(version);
+        }
+
+        /// Every ACK and NACK so far.
+        pub fn acks(&self) -> Vec<Ack> {
+            lock(&self.state).acks.clone()
+        }
+
+        fn snapshot(
+            &self,
+            type_url: &str,
+            names: &BTreeSet<String>,
+        ) -> (String, Vec<(String, Any)>, String) {
+            let mut state = lock(&self.state);
+            state.nonce += 1;
+            let resources = state
+                .resources
+                .get(type_url)
+                .cloned()
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|(name, _)| names.is_empty() || names.contains(name))
+                .collect();
+            (
+                state.version.to_string(),
+                resources,
+                state.nonce.to_string(),
+            )
+        }
+
+        fn record(&self, ack: Ack) {
+            lock(&self.state).acks.push(ack);
+        }
+    }
+
+    type ResponseStream<T> = Pin<Box<dyn Stream<Item = Result<T, tonic::Status>> + Send>>;
+
+    #[tonic::async_trait]
+    impl AggregatedDiscoveryService for TestAds {
+        type StreamAggregatedResourcesStream = ResponseStream<DiscoveryResponse>;
+        type DeltaAggregatedResourcesStream = ResponseStream<DeltaDiscoveryResponse>;
+
+        async fn stream_aggregated_resources(
+            &self,
+            request: tonic::Request<tonic::Streaming<DiscoveryRequest>>,
+        ) -> Result<tonic::Response<Self::StreamAggregatedResourcesStream>, tonic::Status> {
+            let mut requests = request.into_inner();
+            let (sender, receiver) = mpsc::channel(64);
+            let server = self.clone();
+            let mut changed = self.changed.subscribe();
+            tokio::spawn(async move {
+                let mut subscriptions: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+                let send = |type_url: &str, names: &BTreeSet<String>| {
+                    let (version, resources, nonce) = server.snapshot(type_url, names);
+                    DiscoveryResponse {
+                        version_info: version,
+                        resources: resources.into_iter().map(|(_, any)| any).collect(),
+                        type_url: type_url.to_owned(),
+                        nonce,
+                        ..Default::default()
+                    }
+                };
+                loop {
+                    tokio::select! {
+                        request = requests.next() => {
+                            let Some(Ok(request)) = request else { break };
+                            if !request.response_nonce.is_empty() {
+                                server.record(Ack {
+                                    type_url: request.type_url.clone(),
+                                    version: request.version_info.clone(),
+                                    nonce: request.response_nonce.clone(),
+                                    error: request.error_detail.as_ref().map(|e| e.message.clone()),
+                                });
+                            }
+                            let names: BTreeSet<String> = request.resource_names.iter().cloned().collect();
+                            let new = subscriptions.get(&request.type_url) != Some(&names);
+                            if request.response_nonce.is_empty() || new {
+                                subscriptions.insert(request.type_url.clone(), names.clone());
+                                if sender.send(Ok(send(&request.type_url, &names))).await.is_err() {
+                                    break;
+                                }
+                            }
+                        }
+                        changed_version = changed.changed() => {
+                            if changed_version.is_err() || *changed.borrow() == u64::MAX {
+                                break;
+                            }
+                            for (type_url, names) in &subscriptions {
+                                if sender.send(Ok(send(type_url, names))).await.is_err() {
+                                    return;
+                                }
+                            }
+                        }
+                    }
+                }
+            });
+            Ok(tonic::Response::new(Box::pin(ReceiverStream::new(
+                receiver,
+            ))))
+        }
+
+        async fn delta_aggregated_resources(
+            &self,
+            request: tonic::Request<tonic::Streaming<DeltaDiscoveryRequest>>,
+        ) -> Result<tonic::Response<Self::DeltaAggregatedResourcesStream>, tonic::Status> {
+            let mut requests = request.into_inner();
+            let (sender, receiver) = mpsc::channel(64);
+            let server = self.clone();
+            let mut changed = self.changed.subscribe();
+            tokio::spawn(async move {
+                // What each type's client holds: name -> version.
+                let mut held: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
+                let mut subscriptions: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+                let delta = |type_url: &str,
+                             names: &BTreeSet<String>,
+                             held: &mut BTreeMap<String, String>| {
+                    let (version, resources, nonce) = server.snapshot(type_url, names);
+                    let current: BTreeMap<String, Any> = resources.into_iter().collect();
+                    let removed: Vec<String> = held
+                        .keys()
+                        .filter(|n| !current.contains_key(*n))
+                        .cloned()
+                        .collect();
+                    let updated: Vec<Resource> = current
+                        .iter()
+                        .filter(|(name, any)| held.get(*name) != Some(&digest(any)))
+                        .map(|(name, any)| Resource {
+                            name: name.clone(),
+                            version: digest(any),
+                            resource: Some(any.clone()),
+                            ..Default::default()
+                        })
+                        .collect();
+                    *held = current
+                        .iter()
+                        .map(|(n, a)| (n.clone(), digest(a)))
+                        .collect();
+                    DeltaDiscoveryResponse {
+                        system_version_info: version,
+                        resources: updated,
+                        type_url: type_url.to_owned(),
+                        removed_resources: removed,
+                        nonce,
+                        ..Default::default()
+                    }
+                };
+                loop {
+                    tokio::select! {
+                        request = requests.next() => {
+                            let Some(Ok(request)) = request else { break };
+                            if !request.response_nonce.is_empty() {
+                                server.record(Ack {
+                                    type_url: request.type_url.clone(),
+                                    version: String::new(),
+                                    nonce: request.response_nonce.clone(),
+                                    error: request.error_detail.as_ref().map(|e| e.message.clone()),
+                                });
+                                continue;
+                            }
+                            let names = subscriptions.entry(request.type_url.clone()).or_default();
+                            names.extend(request.resource_names_subscribe.iter().filter(|n| *n != "*").cloned());
+                            for gone in &request.resource_names_unsubscribe {
+                                names.remove(gone);
+                            }
+                            let names = names.clone();
+                            let held = held.entry(request.type_url.clone()).or_default();
+                            if sender.send(Ok(delta(&request.type_url, &names, held))).await.is_err() {
+                                break;
+                            }
+                        }
+                        changed_version = changed.changed() => {
+                            if changed_version.is_err() || *changed.borrow() == u64::MAX {
+                                break;
+                            }
+                            for (type_url, names) in &subscriptions {
+                                let held = held.entry(type_url.clone()).or_default();
+                                if sender.send(Ok(delta(type_url, names, held))).await.is_err() {
+                                    return;
+                                }
+                            }
+                        }
+                    }
+                }
+            });
+            Ok(tonic::Response::new(Box::pin(ReceiverStream::new(
+                receiver,
+            ))))
+        }
+    }
+
+    fn digest(any: &Any) -> String {
+        use std::hash::{Hash, Hasher};
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        any.value.hash(&mut hasher);
+        format!("{:x}", hasher.finish())
+    }
+}
