@@ -160,7 +160,7 @@ impl HttpConnectionManager {
                 RouteSource::Rds(registry.route_slot(&rds.route_config_name))
             }
             Some(RouteSpecifier::RouteConfig(table)) => RouteSource::Static(Arc::new(
-                RouteTable::compile(table.clone(), registry.as_ref())
+                RouteTable::compile(table.clone(), registry.as_ref(), true)
                     .map_err(|e| e.context("route_config"))?,
             )),
             Some(_) => return Err(ConfigError::unsupported("scoped routes")),

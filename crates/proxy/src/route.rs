@@ -21,6 +21,11 @@ use crate::upstream::ClusterSlot;
 pub trait ClusterResolver {
     /// The slot of cluster `name`.
     fn cluster_slot(&self, name: &str) -> Arc<ClusterSlot>;
+
+    /// Whether cluster `name` exists now (for `validate_clusters`).
+    fn cluster_exists(&self, name: &str) -> bool {
+        self.cluster_slot(name).load().is_some()
+    }
 }
 
 /// A named place where a route table lives (RDS); listeners hold slots.
@@ -384,10 +389,26 @@ fn header_mutations(
 
 impl RouteTable {
     /// Compiles a route configuration; cluster names are resolved to slots through `clusters`.
+    /// `inline` says whether it is defined in a listener (not RDS): Envoy then validates the
+    /// clusters it names unless `validate_clusters` says otherwise.
     pub fn compile(
         config: pb::RouteConfiguration,
         clusters: &dyn ClusterResolver,
+        inline: bool,
     ) -> Result<RouteTable, ConfigError> {
+        let validate = config
+            .validate_clusters
+            .as_ref()
+            .map_or(inline, |v| v.value);
+        if validate {
+            for name in referenced_clusters(&config) {
+                if !clusters.cluster_exists(&name) {
+                    return Err(ConfigError::invalid(format!(
+                        "route: unknown cluster '{name}'"
+                    )));
+                }
+            }
+        }
         let mut table = RouteTable {
             name: config.name.clone(),
             virtual_hosts: Vec::new(),
@@ -434,8 +455,12 @@ impl RouteTable {
             table.virtual_hosts.push(compiled);
         }
         // Longest wildcard first, as Envoy searches.
-        table.suffixes.sort_by_key(|(suffix, _)| std::cmp::Reverse(suffix.len()));
-        table.prefixes.sort_by_key(|(prefix, _)| std::cmp::Reverse(prefix.len()));
+        table
+            .suffixes
+            .sort_by_key(|(suffix, _)| std::cmp::Reverse(suffix.len()));
+        table
+            .prefixes
+            .sort_by_key(|(prefix, _)| std::cmp::Reverse(prefix.len()));
         table.config = config;
         Ok(table)
     }
@@ -476,6 +501,26 @@ impl RouteTable {
         let route = vhost.routes.iter().find(|r| r.matcher.matches(request))?;
         Some((vhost, route))
     }
+}
+
+/// The clusters a route configuration names.
+fn referenced_clusters(config: &pb::RouteConfiguration) -> Vec<String> {
+    use pb::route_action::ClusterSpecifier;
+    let mut names = Vec::new();
+    for vhost in &config.virtual_hosts {
+        for route in &vhost.routes {
+            if let Some(pb::route::Action::Route(action)) = &route.action {
+                match &action.cluster_specifier {
+                    Some(ClusterSpecifier::Cluster(name)) => names.push(name.clone()),
+                    Some(ClusterSpecifier::WeightedClusters(weighted)) => {
+                        names.extend(weighted.clusters.iter().map(|c| c.name.clone()));
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+    names
 }
 
 fn strip_port(host: &str) -> &str {
@@ -794,8 +839,8 @@ impl HeaderMatcher {
         })
     }
 
-    /// Envoy's `HeaderUtility::matchHeaders`: several values are joined with `,`; a missing
-    /// header matches only `present_match: false` (or any inverted matcher but presence).
+    /// Envoy's header matching: several values are joined with `,`; see below for a missing
+    /// header.
     fn matches(&self, request: &RequestView<'_>) -> bool {
         let joined;
         let value: Option<&str> = match self.pseudo {
@@ -827,12 +872,12 @@ impl HeaderMatcher {
         let value = match value {
             Some(v) => v,
             None if self.treat_missing_as_empty => "",
+            // A missing header only satisfies a presence matcher (Envoy 1.40): `present_match:
+            // false`, or `present_match: true` inverted. Value matchers fail, inverted or not.
             None => {
-                let is_presence = matches!(self.kind, HeaderMatch::Present(_));
-                return if self.invert {
-                    !is_presence
-                } else {
-                    matches!(self.kind, HeaderMatch::Present(false))
+                return match self.kind {
+                    HeaderMatch::Present(present) => present == self.invert,
+                    _ => false,
                 };
             }
         };
@@ -1010,13 +1055,24 @@ impl Redirect {
     pub fn location(&self, request: &RequestView<'_>, route: &Route) -> String {
         let scheme = self.scheme.as_deref().unwrap_or(request.scheme);
         let (original_host, original_port) = split_host_port(request.authority);
-        // A new host replaces host and port; a new scheme drops the original port.
+        // A new host replaces host and port; a new scheme drops the original port only when
+        // it was the default port of the original scheme (Envoy 1.40).
+        let default_port = |s: &str| match s {
+            "http" => Some("80"),
+            "https" => Some("443"),
+            _ => None,
+        };
         let (host, mut port) = match &self.host {
             Some(new_host) => {
                 let (h, p) = split_host_port(new_host);
                 (h, p.map(str::to_owned))
             }
-            None if self.scheme.is_some() => (original_host, None),
+            None if self.scheme.is_some() => (
+                original_host,
+                original_port
+                    .filter(|p| Some(*p) != default_port(request.scheme))
+                    .map(str::to_owned),
+            ),
             None => (original_host, original_port.map(str::to_owned)),
         };
         if let Some(p) = self.port {

@@ -364,7 +364,7 @@ impl Proxy {
             if slot.load().is_some_and(|t| t.config == config) {
                 continue;
             }
-            match RouteTable::compile(config, self.registry.as_ref()) {
+            match RouteTable::compile(config, self.registry.as_ref(), origin == Origin::Static) {
                 Ok(table) => {
                     slot.store(Some(Arc::new(table)));
                     lock(&self.state)

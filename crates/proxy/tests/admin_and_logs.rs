@@ -50,7 +50,10 @@ async fn admin_shows_readiness_stats_clusters_and_config() {
             "missing {line:?} in\n{stats}"
         );
     }
-    assert!(stats.contains("listener.127.0.0.1_0.downstream_cx_total"), "{stats}");
+    assert!(
+        stats.contains("listener.127.0.0.1_0.downstream_cx_total"),
+        "{stats}"
+    );
 
     let prometheus = get(admin, "admin", "/stats/prometheus")
         .await

@@ -26,7 +26,7 @@ fn table(yaml: &str) -> RouteTable {
         crate::support::support(),
     )
     .unwrap();
-    RouteTable::compile(config, &Slots::default()).unwrap()
+    RouteTable::compile(config, &Slots::default(), false).unwrap()
 }
 
 fn view<'a>(authority: &'a str, path: &'a str, headers: &'a HeaderMap) -> RequestView<'a> {
@@ -86,7 +86,7 @@ fn duplicate_domains_are_refused() {
         crate::support::support(),
     )
     .unwrap();
-    let error = RouteTable::compile(config, &Slots::default()).unwrap_err();
+    let error = RouteTable::compile(config, &Slots::default(), false).unwrap_err();
     assert!(error.to_string().contains("duplicate domain"), "{error}");
 }
 
@@ -132,6 +132,7 @@ fn routes_match_in_order_on_path_headers_and_query() {
     assert_eq!(r("/vx/thing", &none), "v/fallback");
     assert_eq!(r("/h", &jason), "v/header");
     assert_eq!(r("/h", &none), "v/absent");
+    // An inverted value matcher does not match a missing header.
     assert_eq!(r("/h", &alice), "v/inverted");
     assert_eq!(r("/h", &bob), "v/fallback");
     assert_eq!(r("/r", &fifteen), "v/range");
@@ -230,6 +231,20 @@ virtual_hosts:
 }
 
 #[test]
+fn inline_route_configurations_validate_their_clusters() {
+    let config: pb::RouteConfiguration = bosun_xds::from_yaml(
+        "virtual_hosts: [{name: v, domains: ['*'], routes: [{match: {prefix: /}, route: {cluster: missing}}]}]",
+        "envoy.config.route.v3.RouteConfiguration",
+        crate::support::support(),
+    )
+    .unwrap();
+    let error = RouteTable::compile(config.clone(), &Slots::default(), true).unwrap_err();
+    assert_eq!(error.to_string(), "route: unknown cluster 'missing'");
+    // RDS does not validate by default.
+    assert!(RouteTable::compile(config, &Slots::default(), false).is_ok());
+}
+
+#[test]
 fn weighted_clusters_need_a_positive_total() {
     let config: pb::RouteConfiguration = bosun_xds::from_yaml(
         "virtual_hosts: [{name: v, domains: ['*'], routes: [{match: {prefix: /}, route: {weighted_clusters: {clusters: [{name: a, weight: 0}]}}}]}]",
@@ -237,5 +252,5 @@ fn weighted_clusters_need_a_positive_total() {
         crate::support::support(),
     )
     .unwrap();
-    assert!(RouteTable::compile(config, &Slots::default()).is_err());
+    assert!(RouteTable::compile(config, &Slots::default(), false).is_err());
 }
