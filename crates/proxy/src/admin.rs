@@ -137,6 +137,7 @@ async fn config_dump(State(proxy): State<Arc<Proxy>>) -> Response {
 
 /// The `/config_dump` document.
 pub fn config_dump_value(proxy: &Proxy) -> Value {
+    let _descriptors = bosun_xds::PoolGuard::new();
     let started = SystemTime::now() - proxy.started.elapsed();
     let bootstrap = json!({
         "@type": "type.googleapis.com/envoy.admin.v3.BootstrapConfigDump",

@@ -339,6 +339,8 @@ pub async fn serve<I>(
     builder
         .http1()
         .timer(hyper_util::rt::TokioTimer::new())
+        // Envoy's `request_headers_timeout` is off by default; a timer per request costs.
+        .header_read_timeout(None)
         .max_buf_size(hcm.max_request_headers_bytes.max(8192));
     if let Some(max) = hcm.max_headers_count {
         builder.http1().max_headers(max);
@@ -481,7 +483,7 @@ impl BodyObserver for CountBytes {
 /// Writes the access log entries (and closes out stats) when the response body ends.
 struct Finish {
     connection: Arc<Connection>,
-    request: RequestRecord,
+    request: Option<RequestRecord>,
     info: StreamInfo,
     status: u16,
     response_headers: Option<HeaderMap>,
@@ -531,9 +533,9 @@ impl BodyObserver for Finish {
             }
         }
         let hcm = &self.connection.hcm;
-        if hcm.access_logs.is_empty() {
+        let Some(request) = &self.request else {
             return;
-        }
+        };
         let duration = self.started.elapsed();
         let ctx = FormatContext {
             start_time: Some(self.start_time),
@@ -543,12 +545,12 @@ impl BodyObserver for Finish {
                 .info
                 .response_started
                 .map(|t| t.duration_since(self.started)),
-            request_headers: self.request.headers.as_ref(),
-            method: Some(&self.request.method),
-            path: Some(&self.request.path),
-            authority: Some(&self.request.authority),
-            scheme: Some(self.request.scheme),
-            protocol: Some(self.request.version),
+            request_headers: request.headers.as_ref(),
+            method: Some(&request.method),
+            path: Some(&request.path),
+            authority: Some(&request.authority),
+            scheme: Some(request.scheme),
+            protocol: Some(request.version),
             response_headers: self.response_headers.as_ref(),
             response_trailers: self.trailers.as_ref(),
             response_code: Some(self.status),
@@ -643,14 +645,15 @@ async fn handle(
         .path_and_query()
         .map(|p| p.as_str().to_owned())
         .unwrap_or_else(|| "/".to_owned());
-    let record = RequestRecord {
+    // What the access log needs of the request, kept only when something logs.
+    let record = (!hcm.access_logs.is_empty()).then(|| RequestRecord {
         method: parts.method.as_str().to_owned(),
         path: path_and_query.clone(),
         authority: authority.clone(),
         scheme,
         version: protocol_name(parts.version),
-        headers: (!hcm.access_logs.is_empty()).then(|| parts.headers.clone()),
-    };
+        headers: Some(parts.headers.clone()),
+    });
     let request_id = parts.headers.get(&X_REQUEST_ID).cloned();
     let bytes_received = Arc::new(AtomicU64::new(0));
     let body = Body::incoming(body).observe(CountBytes(bytes_received.clone()));
@@ -906,6 +909,7 @@ async fn route_request(
         weighted.map(|w| &w.response_headers),
         false,
     ))
+    .flatten()
     .any(HeaderMutations::is_templated);
     let original_headers = templated.then(|| parts.headers.clone());
     let ctx = context(original_headers.as_ref());
@@ -1128,16 +1132,15 @@ fn mutation_levels<'a>(
     route: &'a route::Route,
     weighted: Option<&'a HeaderMutations>,
     request: bool,
-) -> Vec<&'a HeaderMutations> {
+) -> [Option<&'a HeaderMutations>; 4] {
     let pick =
         |req: &'a HeaderMutations, resp: &'a HeaderMutations| if request { req } else { resp };
-    let mut levels: Vec<&HeaderMutations> = Vec::with_capacity(4);
-    if let Some(w) = weighted {
-        levels.push(w);
-    }
-    levels.push(pick(&route.request_headers, &route.response_headers));
-    levels.push(pick(&vhost.request_headers, &vhost.response_headers));
-    levels.push(pick(&table.request_headers, &table.response_headers));
+    let mut levels = [
+        weighted,
+        Some(pick(&route.request_headers, &route.response_headers)),
+        Some(pick(&vhost.request_headers, &vhost.response_headers)),
+        Some(pick(&table.request_headers, &table.response_headers)),
+    ];
     if table.most_specific_wins {
         levels.reverse();
     }
@@ -1152,7 +1155,10 @@ fn apply_request_mutations(
     headers: &mut HeaderMap,
     ctx: &FormatContext<'_>,
 ) {
-    for level in mutation_levels(table, vhost, route, weighted, true) {
+    for level in mutation_levels(table, vhost, route, weighted, true)
+        .into_iter()
+        .flatten()
+    {
         if !level.is_empty() {
             level.apply(headers, ctx);
         }
@@ -1167,7 +1173,10 @@ fn apply_response_mutations(
     headers: &mut HeaderMap,
     ctx: &FormatContext<'_>,
 ) {
-    for level in mutation_levels(table, vhost, route, weighted, false) {
+    for level in mutation_levels(table, vhost, route, weighted, false)
+        .into_iter()
+        .flatten()
+    {
         if !level.is_empty() {
             level.apply(headers, ctx);
         }

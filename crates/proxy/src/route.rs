@@ -467,13 +467,19 @@ impl RouteTable {
 
     /// The virtual host for `authority`.
     pub fn virtual_host(&self, authority: &str) -> Option<&VirtualHost> {
-        let mut host = authority.to_ascii_lowercase();
+        let lowered;
+        let mut host = if authority.bytes().any(|b| b.is_ascii_uppercase()) {
+            lowered = authority.to_ascii_lowercase();
+            lowered.as_str()
+        } else {
+            authority
+        };
         if self.ignore_port {
-            host = strip_port(&host).to_owned();
+            host = strip_port(host);
         }
         let index = self
             .exact
-            .get(&host)
+            .get(host)
             .copied()
             .or_else(|| {
                 self.suffixes

@@ -49,6 +49,8 @@ pub fn spawn(proxy: Arc<Proxy>, settings: AdsSettings) -> oneshot::Receiver<()> 
 }
 
 async fn run(proxy: Arc<Proxy>, settings: AdsSettings, ready: oneshot::Sender<()>) {
+    // Every response is checked against the descriptors: keep them decoded.
+    let _descriptors = bosun_xds::PoolGuard::new();
     let mut ready = Some(ready);
     let mut backoff = Duration::from_millis(250);
     loop {

@@ -14,6 +14,7 @@ use http_body_util::Full;
 use common::{cluster, http_bootstrap, start};
 
 const ROUTES: &str = r#"
+            validate_clusters: false
             virtual_hosts:
             - name: bookinfo
               domains: ["bookinfo.example.com", "bookinfo.example.com:*"]

@@ -388,3 +388,141 @@ async fn tls_is_terminated_and_originated() {
         "backend secret"
     );
 }
+
+#[tokio::test]
+async fn dns_clusters_resolve_names() {
+    let a = TestUpstream::start("a").await.unwrap();
+    let clusters = format!(
+        r#"
+  - name: a
+    type: STRICT_DNS
+    connect_timeout: 1s
+    dns_lookup_family: V4_ONLY
+    load_assignment:
+      cluster_name: a
+      endpoints:
+      - lb_endpoints:
+        - endpoint: {{address: {{socket_address: {{address: localhost, port_value: {port}}}}}}}
+  - name: logical
+    type: LOGICAL_DNS
+    connect_timeout: 1s
+    dns_lookup_family: V4_ONLY
+    load_assignment:
+      cluster_name: logical
+      endpoints:
+      - lb_endpoints:
+        - endpoint: {{address: {{socket_address: {{address: localhost, port_value: {port}}}}}}}
+"#,
+        port = a.address.port()
+    );
+    let routes = r#"
+            virtual_hosts:
+            - name: all
+              domains: ["*"]
+              routes:
+              - {match: {prefix: "/logical"}, route: {cluster: logical, auto_host_rewrite: true}}
+              - {match: {prefix: "/"}, route: {cluster: a, auto_host_rewrite: true}}
+"#;
+    let proxy = start(&http_bootstrap(routes, "", &clusters)).await;
+    for path in ["/x", "/logical"] {
+        let answer = get(proxy.listener("http"), "svc", path).await.unwrap();
+        assert_eq!(answer.header("x-upstream"), Some("a"), "{path}");
+        // auto_host_rewrite uses the endpoint's name.
+        assert_eq!(answer.json()["headers"]["host"], "localhost", "{path}");
+    }
+}
+
+#[tokio::test]
+async fn ipv6_listeners_and_upstreams() {
+    let listener = tokio::net::TcpListener::bind("[::1]:0").await;
+    if listener.is_err() {
+        panic!("this test needs IPv6 on loopback");
+    }
+    drop(listener);
+    let a = TestUpstream::start("a").await.unwrap();
+    let yaml = http_bootstrap(ALL_TO_A, "", &cluster("a", a.address)).replace(
+        "  - name: http\n    address: {socket_address: {address: 127.0.0.1, port_value: 0}}",
+        "  - name: http\n    address: {socket_address: {address: \"::1\", port_value: 0}}",
+    );
+    let proxy = start(&yaml).await;
+    let address = proxy.listener("http");
+    assert!(address.is_ipv6());
+    assert_eq!(
+        get(address, "svc", "/").await.unwrap().header("x-upstream"),
+        Some("a")
+    );
+}
+
+#[tokio::test]
+async fn chunked_bodies_and_expect_continue_pass_through() {
+    let a = TestUpstream::start("a").await.unwrap();
+    let proxy = start(&http_bootstrap(ALL_TO_A, "", &cluster("a", a.address))).await;
+    let mut stream = tokio::net::TcpStream::connect(proxy.listener("http"))
+        .await
+        .unwrap();
+    stream
+        .write_all(b"POST /upload HTTP/1.1\r\nHost: svc\r\nTransfer-Encoding: chunked\r\nExpect: 100-continue\r\n\r\n")
+        .await
+        .unwrap();
+    let mut reader = BufReader::new(stream);
+    let mut line = String::new();
+    reader.read_line(&mut line).await.unwrap();
+    assert!(line.starts_with("HTTP/1.1 100"), "{line}");
+    reader.read_line(&mut line).await.unwrap();
+    reader
+        .get_mut()
+        .write_all(b"5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n")
+        .await
+        .unwrap();
+    let mut response = Vec::new();
+    let read_all = async {
+        use tokio::io::AsyncReadExt;
+        let mut buffer = [0u8; 4096];
+        while !String::from_utf8_lossy(&response).contains("\"body_bytes\":11") {
+            let n = reader.read(&mut buffer).await.unwrap();
+            if n == 0 {
+                break;
+            }
+            response.extend_from_slice(&buffer[..n]);
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(10), read_all)
+        .await
+        .expect("a response");
+    let response = String::from_utf8_lossy(&response).into_owned();
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    assert!(response.contains("\"body_bytes\":11"), "{response}");
+}
+
+#[tokio::test]
+async fn oversized_headers_are_refused() {
+    let a = TestUpstream::start("a").await.unwrap();
+    let proxy = start(&http_bootstrap(
+        ALL_TO_A,
+        "          max_request_headers_kb: 8",
+        &cluster("a", a.address),
+    ))
+    .await;
+    let big = "x".repeat(16 * 1024);
+    let request = Request::get("/")
+        .header("host", "svc")
+        .header("x-big", big)
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    match send(proxy.listener("http"), request).await {
+        Ok(answer) => assert_eq!(answer.status, 431),
+        Err(error) => assert!(
+            error.contains("closed") || error.contains("reset") || error.contains("connection"),
+            "{error}"
+        ),
+    }
+    assert_eq!(a.count(), 0, "the oversized request reached the upstream");
+    // Normal requests still pass.
+    assert_eq!(
+        get(proxy.listener("http"), "svc", "/")
+            .await
+            .unwrap()
+            .status,
+        200
+    );
+}

@@ -30,6 +30,8 @@ pub(crate) struct Args {
 }
 
 pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
+    // The descriptors stay decoded while the configuration is read and compiled, then go.
+    let descriptors = bosun_xds::PoolGuard::new();
     let bootstrap = bootstrap::load(args.config_path.as_deref(), args.config_yaml.as_deref())?;
     if args.mode == "validate" {
         println!(
@@ -55,6 +57,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
     let admin_address_path = args.admin_address_path.clone();
     runtime.block_on(async move {
         let started = bootstrap::start(bootstrap).await?;
+        drop(descriptors);
         let proxy = started.proxy;
         *proxy
             .set_log_level

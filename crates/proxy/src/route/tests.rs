@@ -218,7 +218,11 @@ virtual_hosts:
     );
     assert_eq!(
         location("bookinfo:8080", "/secure/x?a=1"),
-        (301, "https://bookinfo/secure/x?a=1".into())
+        (301, "https://bookinfo:8080/secure/x?a=1".into())
+    );
+    assert_eq!(
+        location("bookinfo:80", "/secure/x"),
+        (301, "https://bookinfo/secure/x".into())
     );
     assert_eq!(
         location("bookinfo", "/moved/x"),
