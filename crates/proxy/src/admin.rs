@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 
 use crate::format::format_time;
 use crate::server::{Origin, Proxy};
-use crate::upstream::Health;
+use crate::upstream::{Health, Host};
 
 /// The version string bosun proxy reports.
 pub const VERSION: &str = concat!("bosun/", env!("CARGO_PKG_VERSION"));
@@ -282,7 +282,7 @@ async fn clusters(State(proxy): State<Arc<Proxy>>, Query(query): Query<FormatQue
                                 {"name": "rq_success", "value": h.stats.rq_success.get().to_string()},
                                 {"name": "rq_error", "value": h.stats.rq_error.get().to_string()},
                             ],
-                            "health_status": {"eds_health_status": health_name(h.health)},
+                            "health_status": health_status_json(h),
                             "weight": h.weight,
                             "priority": h.priority,
                         })
@@ -331,26 +331,52 @@ async fn clusters(State(proxy): State<Arc<Proxy>>, Query(query): Query<FormatQue
                 "{h}::hostname::{}",
                 host.hostname.as_deref().unwrap_or("")
             );
-            let _ = writeln!(out, "{h}::health_flags::{}", health_flags(host.health));
+            let _ = writeln!(out, "{h}::health_flags::{}", health_flags(host));
             let _ = writeln!(out, "{h}::weight::{}", host.weight);
             let _ = writeln!(out, "{h}::region::{region}");
             let _ = writeln!(out, "{h}::zone::{zone}");
             let _ = writeln!(out, "{h}::sub_zone::{sub_zone}");
             let _ = writeln!(out, "{h}::canary::false");
             let _ = writeln!(out, "{h}::priority::{}", host.priority);
-            let _ = writeln!(out, "{h}::success_rate::-1");
-            let _ = writeln!(out, "{h}::local_origin_success_rate::-1");
+            let (success_rate, local_success_rate) = host.outlier.success_rates();
+            let _ = writeln!(out, "{h}::success_rate::{success_rate}");
+            let _ = writeln!(out, "{h}::local_origin_success_rate::{local_success_rate}");
         }
     }
     text(StatusCode::OK, out)
 }
 
-fn health_flags(health: Health) -> &'static str {
-    match health {
-        Health::Healthy => "healthy",
-        Health::Degraded => "/degraded_eds_health",
-        Health::Unhealthy => "/failed_eds_health",
+/// Envoy's `health_flags` text: `healthy`, or the failing flags in Envoy's order.
+fn health_flags(host: &Host) -> String {
+    let mut flags = String::new();
+    if host.failed_active_health_check() {
+        flags.push_str("/failed_active_hc");
     }
+    if host.failed_outlier_check() {
+        flags.push_str("/failed_outlier_check");
+    }
+    match host.health {
+        Health::Healthy => {}
+        Health::Unhealthy => flags.push_str("/failed_eds_health"),
+        Health::Degraded => flags.push_str("/degraded_eds_health"),
+    }
+    if flags.is_empty() {
+        "healthy".to_owned()
+    } else {
+        flags
+    }
+}
+
+/// Envoy's `health_status` object of `/clusters?format=json`.
+fn health_status_json(host: &Host) -> Value {
+    let mut status = json!({"eds_health_status": health_name(host.health)});
+    if host.failed_active_health_check() {
+        status["failed_active_health_check"] = json!(true);
+    }
+    if host.failed_outlier_check() {
+        status["failed_outlier_check"] = json!(true);
+    }
+    status
 }
 
 fn health_name(health: Health) -> &'static str {

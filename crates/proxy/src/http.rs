@@ -2,7 +2,11 @@
 //! one connection's requests, routed and forwarded upstream, with Envoy's headers, local
 //! replies, stats and access logs.
 
+pub mod fault;
 mod local_reply;
+mod replay;
+mod retry;
+mod router;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -26,11 +30,13 @@ use crate::format::{FormatContext, ResponseFlags};
 use crate::headers::HeaderMutations;
 use crate::registry::Registry;
 use crate::route::{
-    self, Action, ClusterResolver, ClusterTarget, HostRewrite, RequestView, RouteSlot, RouteTable,
+    self, Action, ClusterResolver, ClusterTarget, FilterOverride, HostRewrite, RequestView,
+    RouteSlot, RouteTable,
 };
 use crate::stats::{Counter, Gauge, GaugeGuard, Stats, StatusCounters};
 use crate::support;
-use crate::upstream::{Cluster, Host, UpstreamError};
+use crate::upstream::{self, Cluster, Host};
+use fault::{FaultFilter, FaultSettings, FaultStats};
 pub use local_reply::{LocalReply, grpc_status_for};
 
 /// Where a connection manager's routes come from.
@@ -90,6 +96,8 @@ pub struct HttpStats {
     pub rq_redirect: Counter,
     /// `downstream_rq_timeout`.
     pub downstream_rq_timeout: Counter,
+    /// `downstream_rq_max_duration_reached`.
+    pub downstream_rq_max_duration_reached: Counter,
 }
 
 impl HttpStats {
@@ -113,6 +121,7 @@ impl HttpStats {
             rq_direct_response: c("rq_direct_response"),
             rq_redirect: c("rq_redirect"),
             downstream_rq_timeout: c("downstream_rq_timeout"),
+            downstream_rq_max_duration_reached: c("downstream_rq_max_duration_reached"),
         }
     }
 }
@@ -146,6 +155,12 @@ pub struct HttpConnectionManager {
     upgrades: Vec<(String, bool)>,
     suppress_envoy_headers: bool,
     registry: Arc<Registry>,
+    /// Fault injection filters, in chain order.
+    faults: Vec<FaultFilter>,
+    /// `common_http_protocol_options.max_stream_duration`.
+    max_stream_duration: Option<Duration>,
+    /// `internal_address_config`: who may send `x-envoy-*` control headers.
+    internal_addresses: Vec<ipnet::IpNet>,
 }
 
 impl HttpConnectionManager {
@@ -179,6 +194,7 @@ impl HttpConnectionManager {
                 ));
             }
         }
+        let mut faults = Vec::new();
         for filter in &config.http_filters {
             use bosun_xds::pb::envoy::extensions::filters::network::http_connection_manager::v3::http_filter::ConfigType;
             match &filter.config_type {
@@ -186,6 +202,20 @@ impl HttpConnectionManager {
                     let router: bosun_xds::pb::envoy::extensions::filters::http::router::v3::Router =
                         config::typed_config(Some(any), "router")?.unwrap_or_default();
                     suppress_envoy_headers = router.suppress_envoy_headers;
+                }
+                Some(ConfigType::TypedConfig(any))
+                    if config::type_name(any) == support::HTTP_FAULT =>
+                {
+                    let fault: bosun_xds::pb::envoy::extensions::filters::http::fault::v3::HttpFault =
+                        config::typed_config(Some(any), &filter.name)?.unwrap_or_default();
+                    faults.push(FaultFilter {
+                        name: filter.name.clone(),
+                        settings: Arc::new(
+                            FaultSettings::compile(&fault)
+                                .map_err(|e| e.context(format!("HTTP filter {:?}", filter.name)))?,
+                        ),
+                        stats: FaultStats::new(&registry.stats, &config.stat_prefix),
+                    });
                 }
                 Some(ConfigType::TypedConfig(any)) => {
                     return Err(ConfigError::unsupported(format!(
@@ -202,6 +232,29 @@ impl HttpConnectionManager {
                 }
             }
         }
+        let internal_addresses = match &config.internal_address_config {
+            None => Vec::new(),
+            Some(internal) => internal
+                .cidr_ranges
+                .iter()
+                .map(|range| {
+                    let ip: std::net::IpAddr = range.address_prefix.parse().map_err(|_| {
+                        ConfigError::invalid(format!(
+                            "internal_address_config: invalid address {:?}",
+                            range.address_prefix
+                        ))
+                    })?;
+                    let len = range
+                        .prefix_len
+                        .map_or(if ip.is_ipv4() { 32 } else { 128 }, |l| l.value);
+                    ipnet::IpNet::new(ip, u8::try_from(len).unwrap_or(u8::MAX)).map_err(|_| {
+                        ConfigError::invalid(format!(
+                            "internal_address_config: invalid prefix length {len}"
+                        ))
+                    })
+                })
+                .collect::<Result<_, _>>()?,
+        };
         let codec = match http_connection_manager::CodecType::try_from(config.codec_type)
             .unwrap_or(http_connection_manager::CodecType::Auto)
         {
@@ -233,6 +286,11 @@ impl HttpConnectionManager {
             config.server_name.as_str()
         };
         let common = config.common_http_protocol_options.unwrap_or_default();
+        if common.max_requests_per_connection.is_some() {
+            return Err(ConfigError::unsupported(
+                "common_http_protocol_options.max_requests_per_connection on downstream connections",
+            ));
+        }
         let stats = Arc::new(HttpStats::new(&registry.stats, &config.stat_prefix));
         Ok(HttpConnectionManager {
             stat_prefix: config.stat_prefix.clone(),
@@ -275,6 +333,9 @@ impl HttpConnectionManager {
                 .collect(),
             suppress_envoy_headers,
             registry: registry.clone(),
+            faults,
+            max_stream_duration: config::optional_duration(common.max_stream_duration.as_ref()),
+            internal_addresses,
         })
     }
 
@@ -391,6 +452,7 @@ struct StreamInfo {
     upstream_cluster: Option<Arc<str>>,
     transport_failure: Option<String>,
     response_started: Option<Instant>,
+    started: Option<Instant>,
 }
 
 const HOP_BY_HOP: [HeaderName; 6] = [
@@ -410,6 +472,43 @@ static X_ENVOY_EXPECTED_TIMEOUT: HeaderName =
 static X_ENVOY_UPSTREAM_SERVICE_TIME: HeaderName =
     HeaderName::from_static("x-envoy-upstream-service-time");
 static X_ENVOY_ORIGINAL_PATH: HeaderName = HeaderName::from_static("x-envoy-original-path");
+static X_ENVOY_INTERNAL: HeaderName = HeaderName::from_static("x-envoy-internal");
+
+/// Control headers Envoy strips from requests that are not internal (`cleanInternalHeaders`).
+const INTERNAL_ONLY: [&str; 14] = [
+    "x-envoy-retriable-status-codes",
+    "x-envoy-retriable-header-names",
+    "x-envoy-retry-on",
+    "x-envoy-retry-grpc-on",
+    "x-envoy-max-retries",
+    "x-envoy-upstream-alt-stat-name",
+    "x-envoy-upstream-rq-timeout-ms",
+    "x-envoy-upstream-rq-per-try-timeout-ms",
+    "x-envoy-upstream-rq-timeout-alt-response",
+    "x-envoy-expected-rq-timeout-ms",
+    "x-envoy-force-trace",
+    "x-envoy-ip-tags",
+    "x-envoy-original-url",
+    "x-envoy-hedge-on-per-try-timeout",
+];
+
+/// Also stripped at the edge (`use_remote_address` and external).
+const EDGE_ONLY: [&str; 3] = [
+    "x-envoy-decorator-operation",
+    "x-envoy-downstream-service-cluster",
+    "x-envoy-downstream-service-node",
+];
+
+/// The address in `x-forwarded-for` when it holds exactly one (Envoy's internal-request test
+/// without `use_remote_address`).
+fn single_forwarded_address(headers: &HeaderMap) -> Option<std::net::IpAddr> {
+    let mut values = headers.get_all(&X_FORWARDED_FOR).iter();
+    let value = values.next()?.to_str().ok()?;
+    if values.next().is_some() || value.contains(',') {
+        return None;
+    }
+    value.trim().parse().ok()
+}
 
 fn remove_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
     // Headers named by `Connection` are hop-by-hop too.
@@ -628,6 +727,30 @@ async fn handle(
             .headers
             .insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static(scheme));
     }
+    // Only requests from addresses configured as internal may steer Envoy with `x-envoy-*`
+    // headers (retries, timeouts); Envoy 1.40 trusts no address by default.
+    let internal = !hcm.internal_addresses.is_empty() && {
+        let address = if hcm.use_remote_address {
+            Some(connection.remote.ip())
+        } else {
+            single_forwarded_address(&parts.headers)
+        };
+        address.is_some_and(|ip| hcm.internal_addresses.iter().any(|net| net.contains(&ip)))
+    };
+    if internal {
+        parts
+            .headers
+            .insert(X_ENVOY_INTERNAL.clone(), HeaderValue::from_static("true"));
+    } else {
+        for name in INTERNAL_ONLY {
+            parts.headers.remove(name);
+        }
+        if hcm.use_remote_address {
+            for name in EDGE_ONLY {
+                parts.headers.remove(name);
+            }
+        }
+    }
     let authority = parts
         .uri
         .authority()
@@ -657,7 +780,10 @@ async fn handle(
     let request_id = parts.headers.get(&X_REQUEST_ID).cloned();
     let bytes_received = Arc::new(AtomicU64::new(0));
     let body = Body::incoming(body).observe(CountBytes(bytes_received.clone()));
-    let mut info = StreamInfo::default();
+    let mut info = StreamInfo {
+        started: Some(started),
+        ..StreamInfo::default()
+    };
     let mut chosen_host = None;
 
     let routed = route_request(
@@ -733,6 +859,12 @@ async fn handle(
     ))
 }
 
+/// What routing learnt that the response needs (cookies to set).
+#[derive(Debug, Default)]
+struct RouteOutput {
+    set_cookies: Vec<String>,
+}
+
 #[allow(clippy::too_many_arguments)]
 async fn route_request(
     connection: &Arc<Connection>,
@@ -746,12 +878,7 @@ async fn route_request(
     chosen_host: &mut Option<Arc<Host>>,
 ) -> Response<Body> {
     let hcm = &connection.hcm;
-    let Some(table) = hcm.route_table() else {
-        hcm.stats.no_route.inc();
-        info.flags.insert(ResponseFlags::NO_ROUTE_FOUND);
-        info.details = "route_not_found";
-        return LocalReply::new(StatusCode::NOT_FOUND, "").into_response(grpc);
-    };
+    let table = hcm.route_table();
     let view = RequestView {
         authority,
         path_and_query,
@@ -760,7 +887,50 @@ async fn route_request(
         headers: &parts.headers,
         random: fastrand::u64(..),
     };
-    let Some((vhost, route)) = table.route(&view) else {
+    let matched = table.as_ref().and_then(|t| t.route(&view));
+
+    // The cluster of a forwarding route is chosen now (weighted clusters are picked once), so
+    // that filters before the router see it, as in Envoy.
+    let mut target: Option<PickedCluster<'_>> = None;
+    if let Some((_, route)) = matched {
+        if let Action::Forward(forward) = &route.action {
+            target = Some(pick_cluster(hcm, forward, &parts.headers));
+        }
+    }
+
+    // HTTP filters before the router: fault injection.
+    for filter in &hcm.faults {
+        let overridden = matched.and_then(|(vhost, route)| {
+            target
+                .as_ref()
+                .and_then(|(_, w, _)| w.and_then(|w| w.per_filter.get(&filter.name)))
+                .or_else(|| route.per_filter.get(&filter.name))
+                .or_else(|| vhost.per_filter.get(&filter.name))
+                .or_else(|| table.as_ref().and_then(|t| t.per_filter.get(&filter.name)))
+        });
+        let settings = match overridden {
+            Some(FilterOverride::Disabled) => continue,
+            Some(FilterOverride::Fault(settings)) => settings,
+            None => &filter.settings,
+        };
+        let cluster_name = target.as_ref().map(|(_, _, name)| name.as_str());
+        let decision = filter.decide(settings, &parts.headers, cluster_name);
+        if let Some(delay) = decision.delay {
+            info.flags.insert(ResponseFlags::DELAY_INJECTED);
+            tokio::time::sleep(delay).await;
+        }
+        if let Some((status, grpc_status, text)) = decision.abort {
+            info.flags.insert(ResponseFlags::FAULT_INJECTED);
+            info.details = "fault_filter_abort";
+            let mut reply = LocalReply::new(status, text);
+            if let Some(code) = grpc_status {
+                reply = reply.with_grpc_status(code);
+            }
+            return reply.into_response(grpc);
+        }
+    }
+
+    let (Some(table), Some((vhost, route))) = (table.as_ref(), matched) else {
         hcm.stats.no_route.inc();
         info.flags.insert(ResponseFlags::NO_ROUTE_FOUND);
         info.details = "route_not_found";
@@ -792,7 +962,7 @@ async fn route_request(
                     .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
             }
             apply_response_mutations(
-                &table,
+                table,
                 vhost,
                 route,
                 None,
@@ -811,7 +981,7 @@ async fn route_request(
                 response.headers_mut().insert(header::LOCATION, location);
             }
             apply_response_mutations(
-                &table,
+                table,
                 vhost,
                 route,
                 None,
@@ -848,8 +1018,154 @@ async fn route_request(
         }
     }
 
-    let (cluster, weighted) = match &forward.target {
-        ClusterTarget::Single(slot) => (slot.load(), None),
+    let Some((cluster, weighted, _)) = target else {
+        return LocalReply::new(StatusCode::INTERNAL_SERVER_ERROR, "").into_response(grpc);
+    };
+    let Some(cluster) = cluster else {
+        hcm.stats.no_cluster.inc();
+        info.flags.insert(ResponseFlags::NO_CLUSTER_FOUND);
+        info.details = "cluster_not_found";
+        return LocalReply::new(forward.cluster_not_found, "").into_response(grpc);
+    };
+    info.upstream_cluster = Some(cluster.name.clone());
+
+    // The upstream request, as far as it does not depend on the endpoint.
+    let h2 = cluster.uses_h2(parts.version);
+    // Header templates (`%REQ(…)%`) read the request as it came in; copy it only if needed.
+    let templated = mutation_levels(
+        table,
+        vhost,
+        route,
+        weighted.map(|w| &w.request_headers),
+        true,
+    )
+    .into_iter()
+    .chain(mutation_levels(
+        table,
+        vhost,
+        route,
+        weighted.map(|w| &w.response_headers),
+        false,
+    ))
+    .flatten()
+    .any(HeaderMutations::is_templated);
+    let original_headers = templated.then(|| parts.headers.clone());
+    let ctx = context(original_headers.as_ref());
+    let mut headers = std::mem::take(&mut parts.headers);
+    remove_hop_by_hop(&mut headers, upgrade.is_some());
+    let mut path = path_and_query.to_owned();
+    if let Some(rewritten) = route::rewrite_path(forward, route, path_and_query) {
+        if let Ok(original) = HeaderValue::from_str(path_and_query) {
+            headers.insert(X_ENVOY_ORIGINAL_PATH.clone(), original);
+        }
+        path = rewritten;
+    }
+    let timeouts = router::Timeouts::compute(forward, &mut headers, grpc);
+    if let Some(expected) = timeouts.expected() {
+        if !hcm.suppress_envoy_headers {
+            headers.insert(
+                X_ENVOY_EXPECTED_TIMEOUT.clone(),
+                HeaderValue::from(expected.as_millis() as u64),
+            );
+        }
+    }
+    apply_request_mutations(
+        table,
+        vhost,
+        route,
+        weighted.map(|w| &w.request_headers),
+        &mut headers,
+        &ctx,
+    );
+    let mut output = RouteOutput::default();
+    let hash = if forward.hash_policy.is_empty() {
+        None
+    } else {
+        let input = route::policy::HashInput {
+            headers: &headers,
+            query: path_and_query.split_once('?').map(|(_, q)| q),
+            remote: connection.remote,
+            local: connection.local,
+        };
+        route::policy::request_hash(&forward.hash_policy, &input, &mut output.set_cookies)
+    };
+    let downstream_upgrade = if upgrade.is_some() {
+        parts.extensions.remove::<hyper::upgrade::OnUpgrade>()
+    } else {
+        None
+    };
+    let plan = router::Plan {
+        hcm,
+        connection,
+        cluster,
+        forward,
+        vhost,
+        method: method.clone(),
+        authority,
+        path,
+        h2,
+        headers,
+        grpc,
+        hash,
+        timeouts,
+        upgrade: upgrade.is_some(),
+    };
+    let stream_deadline = router::stream_deadline(hcm, forward, &plan.headers, info.started);
+    let forwarding = router::forward(plan, body, info, chosen_host);
+    let mut response = match stream_deadline {
+        None => forwarding.await,
+        Some(deadline) => match tokio::time::timeout_at(deadline, forwarding).await {
+            Ok(response) => response,
+            Err(_) => {
+                hcm.stats.downstream_rq_max_duration_reached.inc();
+                info.details = "max_duration_timeout";
+                return LocalReply::new(StatusCode::REQUEST_TIMEOUT, "downstream duration timeout")
+                    .with_grpc_status(4)
+                    .into_response(grpc);
+            }
+        },
+    };
+    if response.status() == StatusCode::SWITCHING_PROTOCOLS {
+        if let Some(downstream) = downstream_upgrade {
+            let upstream = hyper::upgrade::on(&mut response);
+            tokio::spawn(tunnel(downstream, upstream));
+        }
+    }
+    if info.details == "via_upstream" {
+        for cookie in output.set_cookies {
+            if let Ok(value) = HeaderValue::from_str(&cookie) {
+                response.headers_mut().append(header::SET_COOKIE, value);
+            }
+        }
+        apply_response_mutations(
+            table,
+            vhost,
+            route,
+            weighted.map(|w| &w.response_headers),
+            response.headers_mut(),
+            &ctx,
+        );
+    }
+    response
+}
+
+/// The cluster a forwarding route sends to (if it exists), the weighted entry picked, and the
+/// cluster's name.
+type PickedCluster<'a> = (
+    Option<Arc<Cluster>>,
+    Option<&'a route::WeightedCluster>,
+    String,
+);
+
+/// The cluster a forwarding route sends to (the weighted one picked), its weighted entry, and
+/// its name.
+fn pick_cluster<'a>(
+    hcm: &HttpConnectionManager,
+    forward: &'a route::Forward,
+    headers: &HeaderMap,
+) -> PickedCluster<'a> {
+    match &forward.target {
+        ClusterTarget::Single(slot) => (slot.load(), None, slot.name().to_owned()),
         ClusterTarget::Weighted { clusters, total } => {
             let mut pick = fastrand::u64(..*total);
             let chosen = clusters
@@ -863,195 +1179,24 @@ async fn route_request(
                     }
                 })
                 .or(clusters.last());
-            (chosen.and_then(|c| c.slot.load()), chosen)
+            (
+                chosen.and_then(|c| c.slot.load()),
+                chosen,
+                chosen.map(|c| c.slot.name().to_owned()).unwrap_or_default(),
+            )
         }
-        ClusterTarget::Header(name) => (
-            parts
-                .headers
+        ClusterTarget::Header(name) => {
+            let cluster_name = headers
                 .get(name)
                 .and_then(|v| v.to_str().ok())
-                .and_then(|name| hcm.registry.find_cluster(name)),
-            None,
-        ),
-    };
-    let Some(cluster) = cluster else {
-        hcm.stats.no_cluster.inc();
-        info.flags.insert(ResponseFlags::NO_CLUSTER_FOUND);
-        info.details = "cluster_not_found";
-        return LocalReply::new(forward.cluster_not_found, "").into_response(grpc);
-    };
-    info.upstream_cluster = Some(cluster.name.clone());
-    let Some(host) = cluster.choose_host(Some(connection.local)) else {
-        cluster.stats.upstream_cx_none_healthy.inc();
-        info.flags.insert(ResponseFlags::NO_HEALTHY_UPSTREAM);
-        info.details = "no_healthy_upstream";
-        return LocalReply::new(StatusCode::SERVICE_UNAVAILABLE, "no healthy upstream")
-            .into_response(grpc);
-    };
-    info.upstream_host = Some(host.address);
-    *chosen_host = Some(host.clone());
-
-    // The upstream request.
-    let h2 = cluster.uses_h2(parts.version);
-    // Header templates (`%REQ(…)%`) read the request as it came in; copy it only if needed.
-    let templated = mutation_levels(
-        &table,
-        vhost,
-        route,
-        weighted.map(|w| &w.request_headers),
-        true,
-    )
-    .into_iter()
-    .chain(mutation_levels(
-        &table,
-        vhost,
-        route,
-        weighted.map(|w| &w.response_headers),
-        false,
-    ))
-    .flatten()
-    .any(HeaderMutations::is_templated);
-    let original_headers = templated.then(|| parts.headers.clone());
-    let ctx = context(original_headers.as_ref());
-    let mut headers = std::mem::take(&mut parts.headers);
-    remove_hop_by_hop(&mut headers, upgrade.is_some());
-    let mut host_header = authority.to_owned();
-    match &forward.host_rewrite {
-        Some(HostRewrite::Literal(value)) => {
-            host_header = value.to_str().unwrap_or(authority).to_owned();
-        }
-        Some(HostRewrite::Auto) => {
-            if let Some(name) = &host.hostname {
-                host_header = name.clone();
-            }
-        }
-        None => {}
-    }
-    let mut path = path_and_query.to_owned();
-    if let Some(rewritten) = route::rewrite_path(forward, route, path_and_query) {
-        if let Ok(original) = HeaderValue::from_str(path_and_query) {
-            headers.insert(X_ENVOY_ORIGINAL_PATH.clone(), original);
-        }
-        path = rewritten;
-    }
-    if let Some(timeout) = forward.timeout {
-        if !hcm.suppress_envoy_headers {
-            headers.insert(
-                X_ENVOY_EXPECTED_TIMEOUT.clone(),
-                HeaderValue::from(timeout.as_millis() as u64),
-            );
+                .unwrap_or("");
+            (
+                hcm.registry.find_cluster(cluster_name),
+                None,
+                cluster_name.to_owned(),
+            )
         }
     }
-    apply_request_mutations(
-        &table,
-        vhost,
-        route,
-        weighted.map(|w| &w.request_headers),
-        &mut headers,
-        &ctx,
-    );
-    let uri = if h2 {
-        Uri::builder()
-            .scheme(if cluster.tls.is_some() {
-                "https"
-            } else {
-                "http"
-            })
-            .authority(host_header.as_str())
-            .path_and_query(path.as_str())
-            .build()
-    } else {
-        Uri::builder().path_and_query(path.as_str()).build()
-    };
-    let uri = match uri {
-        Ok(uri) => uri,
-        Err(_) => {
-            info.details = "invalid_path";
-            return LocalReply::new(StatusCode::BAD_REQUEST, "").into_response(grpc);
-        }
-    };
-    if h2 {
-        headers.remove(header::HOST);
-    } else if let Ok(value) = HeaderValue::from_str(&host_header) {
-        headers.insert(header::HOST, value);
-    }
-    let downstream_upgrade = if upgrade.is_some() {
-        parts.extensions.remove::<hyper::upgrade::OnUpgrade>()
-    } else {
-        None
-    };
-    let mut upstream_request = Request::new(body);
-    *upstream_request.method_mut() = method.clone();
-    *upstream_request.uri_mut() = uri;
-    *upstream_request.version_mut() = if h2 {
-        Version::HTTP_2
-    } else {
-        Version::HTTP_11
-    };
-    *upstream_request.headers_mut() = headers;
-
-    // Send it.
-    cluster.stats.upstream_rq_total.inc();
-    host.stats.rq_total.inc();
-    let _upstream_active = (
-        GaugeGuard::new(&cluster.stats.upstream_rq_active),
-        GaugeGuard::new(&host.stats.rq_active),
-    );
-    let sent_at = Instant::now();
-    let sending = cluster.send(&host, upstream_request, h2);
-    let result = match forward.timeout {
-        Some(limit) => match tokio::time::timeout(limit, sending).await {
-            Ok(result) => result,
-            Err(_) => {
-                cluster.stats.upstream_rq_timeout.inc();
-                host.stats.rq_timeout.inc();
-                host.stats.rq_error.inc();
-                cluster.stats.upstream_rq.record(504);
-                info.flags.insert(ResponseFlags::UPSTREAM_REQUEST_TIMEOUT);
-                info.details = "upstream_response_timeout";
-                return LocalReply::new(StatusCode::GATEWAY_TIMEOUT, "upstream request timeout")
-                    .into_response(grpc);
-            }
-        },
-        None => sending.await,
-    };
-    let mut response = match result {
-        Ok(response) => response,
-        Err(error) => return upstream_failure(&cluster, &host, error, info, grpc),
-    };
-    cluster.stats.upstream_rq_completed.inc();
-    let status = response.status().as_u16();
-    cluster.stats.upstream_rq.record(status);
-    if status >= 500 {
-        host.stats.rq_error.inc();
-    } else {
-        host.stats.rq_success.inc();
-    }
-    info.details = "via_upstream";
-    info.response_started = Some(Instant::now());
-    if response.status() == StatusCode::SWITCHING_PROTOCOLS {
-        if let Some(downstream) = downstream_upgrade {
-            let upstream = hyper::upgrade::on(&mut response);
-            tokio::spawn(tunnel(downstream, upstream));
-        }
-    } else {
-        remove_hop_by_hop(response.headers_mut(), false);
-    }
-    if !hcm.suppress_envoy_headers {
-        response.headers_mut().insert(
-            X_ENVOY_UPSTREAM_SERVICE_TIME.clone(),
-            HeaderValue::from(sent_at.elapsed().as_millis() as u64),
-        );
-    }
-    apply_response_mutations(
-        &table,
-        vhost,
-        route,
-        weighted.map(|w| &w.response_headers),
-        response.headers_mut(),
-        &ctx,
-    );
-    response
 }
 
 /// What header templates of a request can read.
@@ -1087,40 +1232,6 @@ async fn tunnel(downstream: hyper::upgrade::OnUpgrade, upstream: hyper::upgrade:
     let mut downstream = TokioIo::new(downstream);
     let mut upstream = TokioIo::new(upstream);
     let _ = tokio::io::copy_bidirectional(&mut downstream, &mut upstream).await;
-}
-
-fn upstream_failure(
-    cluster: &Cluster,
-    host: &Host,
-    error: UpstreamError,
-    info: &mut StreamInfo,
-    grpc: bool,
-) -> Response<Body> {
-    host.stats.rq_error.inc();
-    cluster.stats.upstream_rq.record(503);
-    let (flag, reason, transport) = match &error {
-        UpstreamError::Connect(connect) => (
-            ResponseFlags::UPSTREAM_CONNECTION_FAILURE,
-            "remote connection failure",
-            Some(connect.reason()),
-        ),
-        UpstreamError::Reset(_) => {
-            cluster.stats.upstream_rq_rx_reset.inc();
-            (
-                ResponseFlags::UPSTREAM_CONNECTION_TERMINATION,
-                "connection termination",
-                None,
-            )
-        }
-    };
-    info.flags.insert(flag);
-    info.details = "upstream_reset_before_response_started";
-    // Envoy 1.40 keeps the transport failure reason for the access log, not the body.
-    let body = format!(
-        "upstream connect error or disconnect/reset before headers. reset reason: {reason}"
-    );
-    info.transport_failure = transport;
-    LocalReply::new(StatusCode::SERVICE_UNAVAILABLE, body).into_response(grpc)
 }
 
 /// Envoy applies header changes from the most specific level first (weighted cluster, route,

@@ -15,7 +15,14 @@ use regex::Regex;
 
 use crate::config::{self, ConfigError};
 use crate::headers::HeaderMutations;
+use crate::http::fault::FaultSettings;
+use crate::support;
 use crate::upstream::ClusterSlot;
+use crate::upstream::circuit::Priority;
+
+pub mod policy;
+
+use policy::{HashPolicy, MirrorPolicy, RetryPolicy, StreamDuration};
 
 /// Finds the slot of a cluster by name, creating an empty one for clusters not (yet) known.
 pub trait ClusterResolver {
@@ -79,6 +86,102 @@ pub struct RouteTable {
     pub response_headers: HeaderMutations,
     /// Whether more specific header changes win (`most_specific_header_mutations_wins`).
     pub most_specific_wins: bool,
+    /// Per-filter overrides (`typed_per_filter_config`).
+    pub per_filter: PerFilter,
+}
+
+/// A per-route override of an HTTP filter's configuration.
+#[derive(Clone, Debug)]
+pub enum FilterOverride {
+    /// Fault injection settings.
+    Fault(Arc<FaultSettings>),
+    /// The filter is disabled here.
+    Disabled,
+}
+
+/// `typed_per_filter_config`, compiled: overrides by filter name.
+#[derive(Debug, Default)]
+pub struct PerFilter(Vec<(String, FilterOverride)>);
+
+impl PerFilter {
+    /// Compiles a `typed_per_filter_config` map.
+    pub fn compile(
+        map: &HashMap<String, bosun_xds::pb::google::protobuf::Any>,
+    ) -> Result<Self, ConfigError> {
+        let mut entries = Vec::new();
+        for (name, any) in map {
+            let entry = Self::compile_one(name, any)?;
+            if let Some(entry) = entry {
+                entries.push((name.clone(), entry));
+            }
+        }
+        entries.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(PerFilter(entries))
+    }
+
+    fn compile_one(
+        name: &str,
+        any: &bosun_xds::pb::google::protobuf::Any,
+    ) -> Result<Option<FilterOverride>, ConfigError> {
+        match config::type_name(any) {
+            support::HTTP_FAULT => {
+                let fault: bosun_xds::pb::envoy::extensions::filters::http::fault::v3::HttpFault =
+                    config::typed_config(Some(any), name)?.unwrap_or_default();
+                Ok(Some(FilterOverride::Fault(Arc::new(
+                    FaultSettings::compile(&fault)
+                        .map_err(|e| e.context(format!("typed_per_filter_config {name}")))?,
+                ))))
+            }
+            support::FILTER_CONFIG => {
+                let wrapper: pb::FilterConfig =
+                    config::typed_config(Some(any), name)?.unwrap_or_default();
+                if wrapper.disabled {
+                    return Ok(Some(FilterOverride::Disabled));
+                }
+                match &wrapper.config {
+                    Some(inner) => Self::compile_one(name, inner),
+                    None => Ok(None),
+                }
+            }
+            other => Err(ConfigError::unsupported(format!(
+                "typed_per_filter_config {name} of type {other}"
+            ))),
+        }
+    }
+
+    /// The override of filter `name`, if any.
+    pub fn get(&self, name: &str) -> Option<&FilterOverride> {
+        if self.0.is_empty() {
+            return None;
+        }
+        self.0.iter().find(|(n, _)| n == name).map(|(_, o)| o)
+    }
+
+    /// Whether there is no override at all.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// Header matchers that must all match (fault filter `headers`), compiled.
+#[derive(Debug, Default)]
+pub struct HeaderMatchers(Vec<HeaderMatcher>);
+
+impl HeaderMatchers {
+    /// Compiles a list of `HeaderMatcher`s.
+    pub fn compile(list: &[pb::HeaderMatcher]) -> Result<Self, ConfigError> {
+        Ok(HeaderMatchers(
+            list.iter()
+                .map(HeaderMatcher::compile)
+                .collect::<Result<_, _>>()?,
+        ))
+    }
+
+    /// Whether every matcher matches `headers` (true when there are none).
+    pub fn all_match(&self, headers: &HeaderMap) -> bool {
+        let view = policy::headers_only(headers);
+        self.0.iter().all(|m| m.matches(&view))
+    }
 }
 
 /// A compiled virtual host.
@@ -91,6 +194,12 @@ pub struct VirtualHost {
     pub request_headers: HeaderMutations,
     /// Virtual-host-level header changes.
     pub response_headers: HeaderMutations,
+    /// `include_request_attempt_count`: `x-envoy-attempt-count` goes upstream.
+    pub attempt_count_upstream: bool,
+    /// `include_attempt_count_in_response`: `x-envoy-attempt-count` comes back.
+    pub attempt_count_downstream: bool,
+    /// Per-filter overrides (`typed_per_filter_config`).
+    pub per_filter: PerFilter,
 }
 
 /// A compiled route.
@@ -105,13 +214,15 @@ pub struct Route {
     pub request_headers: HeaderMutations,
     /// Route-level header changes.
     pub response_headers: HeaderMutations,
+    /// Per-filter overrides (`typed_per_filter_config`).
+    pub per_filter: PerFilter,
 }
 
 /// What a route does with a request.
 #[derive(Debug)]
 pub enum Action {
     /// Forward it upstream.
-    Forward(Forward),
+    Forward(Box<Forward>),
     /// Answer with a redirect.
     Redirect(Redirect),
     /// Answer directly.
@@ -150,6 +261,8 @@ pub struct WeightedCluster {
     pub request_headers: HeaderMutations,
     /// Header changes when chosen.
     pub response_headers: HeaderMutations,
+    /// Per-filter overrides when chosen.
+    pub per_filter: PerFilter,
 }
 
 /// How the `Host` of a forwarded request is rewritten.
@@ -180,7 +293,26 @@ pub struct Forward {
     pub idle_timeout: Option<Duration>,
     /// Upgrades allowed or refused on this route (overriding the connection manager).
     pub upgrades: Vec<(String, bool)>,
+    /// Retries (the route's policy, else the virtual host's).
+    pub retry: Option<Arc<RetryPolicy>>,
+    /// How the request's hash for consistent hashing is computed.
+    pub hash_policy: Vec<HashPolicy>,
+    /// Where copies of the request go.
+    pub mirrors: Vec<MirrorPolicy>,
+    /// Routing priority (circuit breakers).
+    pub priority: Priority,
+    /// `max_stream_duration`; when set, the route `timeout` is not used (Envoy's new timeouts).
+    pub stream_duration: Option<StreamDuration>,
+    /// `max_grpc_timeout`: gRPC requests take their timeout from `grpc-timeout`, capped.
+    pub max_grpc_timeout: Option<Duration>,
+    /// `grpc_timeout_offset`.
+    pub grpc_timeout_offset: Option<Duration>,
+    /// How much of a request body is kept for retries and mirrors.
+    pub buffer_limit: usize,
 }
+
+/// Envoy's default per-connection buffer limit, which bounds replayable request bodies.
+pub const DEFAULT_BUFFER_LIMIT: usize = 1024 * 1024;
 
 /// A redirect action.
 #[derive(Debug)]
@@ -426,6 +558,8 @@ impl RouteTable {
                 &config.response_headers_to_remove,
             )?,
             most_specific_wins: config.most_specific_header_mutations_wins,
+            per_filter: PerFilter::compile(&config.typed_per_filter_config)
+                .map_err(|e| e.context("route configuration"))?,
             config: pb::RouteConfiguration::default(),
         };
         for (index, vhost) in config.virtual_hosts.iter().enumerate() {
@@ -551,12 +685,24 @@ impl VirtualHost {
                 "a virtual host needs at least one domain",
             ));
         }
+        let retry = vhost
+            .retry_policy
+            .as_ref()
+            .map(|p| RetryPolicy::compile(p).map(Arc::new))
+            .transpose()
+            .map_err(|e| e.context("retry_policy"))?;
+        let buffer_limit = vhost
+            .request_body_buffer_limit
+            .map(|v| v.value as usize)
+            .or(vhost
+                .per_request_buffer_limit_bytes
+                .map(|v| v.value as usize));
         let routes = vhost
             .routes
             .iter()
             .enumerate()
             .map(|(i, r)| {
-                Route::compile(r, clusters)
+                Route::compile(r, clusters, retry.as_ref(), buffer_limit)
                     .map_err(|e| e.context(format!("route {i} ({:?})", r.name)))
             })
             .collect::<Result<_, _>>()?;
@@ -571,49 +717,66 @@ impl VirtualHost {
                 &vhost.response_headers_to_add,
                 &vhost.response_headers_to_remove,
             )?,
+            attempt_count_upstream: vhost.include_request_attempt_count,
+            attempt_count_downstream: vhost.include_attempt_count_in_response,
+            per_filter: PerFilter::compile(&vhost.typed_per_filter_config)?,
         })
     }
 }
 
 impl Route {
-    fn compile(route: &pb::Route, clusters: &dyn ClusterResolver) -> Result<Self, ConfigError> {
+    fn compile(
+        route: &pb::Route,
+        clusters: &dyn ClusterResolver,
+        vhost_retry: Option<&Arc<RetryPolicy>>,
+        vhost_buffer_limit: Option<usize>,
+    ) -> Result<Self, ConfigError> {
+        let buffer_limit = route
+            .request_body_buffer_limit
+            .map(|v| v.value as usize)
+            .or(route
+                .per_request_buffer_limit_bytes
+                .map(|v| v.value as usize))
+            .or(vhost_buffer_limit)
+            .unwrap_or(DEFAULT_BUFFER_LIMIT);
         let matcher = RouteMatcher::compile(
             route
                 .r#match
                 .as_ref()
                 .ok_or_else(|| ConfigError::invalid("route without match"))?,
         )?;
-        let action = match &route.action {
-            Some(pb::route::Action::Route(action)) => {
-                Action::Forward(Forward::compile(action, clusters)?)
-            }
-            Some(pb::route::Action::Redirect(redirect)) => {
-                Action::Redirect(Redirect::compile(redirect)?)
-            }
-            Some(pb::route::Action::DirectResponse(direct)) => Action::Direct {
-                status: StatusCode::from_u16(u16::try_from(direct.status).unwrap_or(0))
-                    .ok()
-                    .filter(|s| (200..600).contains(&s.as_u16()))
-                    .ok_or_else(|| {
-                        ConfigError::invalid(format!(
-                            "invalid direct response status {}",
-                            direct.status
-                        ))
-                    })?,
-                body: direct
-                    .body
-                    .as_ref()
-                    .map(config::data_source)
-                    .transpose()?
-                    .unwrap_or_default(),
-            },
-            Some(_) => {
-                return Err(ConfigError::unsupported(
-                    "route action other than route, redirect or direct_response",
-                ));
-            }
-            None => return Err(ConfigError::invalid("route without action")),
-        };
+        let action =
+            match &route.action {
+                Some(pb::route::Action::Route(action)) => Action::Forward(Box::new(
+                    Forward::compile(action, clusters, vhost_retry, buffer_limit)?,
+                )),
+                Some(pb::route::Action::Redirect(redirect)) => {
+                    Action::Redirect(Redirect::compile(redirect)?)
+                }
+                Some(pb::route::Action::DirectResponse(direct)) => Action::Direct {
+                    status: StatusCode::from_u16(u16::try_from(direct.status).unwrap_or(0))
+                        .ok()
+                        .filter(|s| (200..600).contains(&s.as_u16()))
+                        .ok_or_else(|| {
+                            ConfigError::invalid(format!(
+                                "invalid direct response status {}",
+                                direct.status
+                            ))
+                        })?,
+                    body: direct
+                        .body
+                        .as_ref()
+                        .map(config::data_source)
+                        .transpose()?
+                        .unwrap_or_default(),
+                },
+                Some(_) => {
+                    return Err(ConfigError::unsupported(
+                        "route action other than route, redirect or direct_response",
+                    ));
+                }
+                None => return Err(ConfigError::invalid("route without action")),
+            };
         Ok(Route {
             name: route.name.clone(),
             matcher,
@@ -626,6 +789,7 @@ impl Route {
                 &route.response_headers_to_add,
                 &route.response_headers_to_remove,
             )?,
+            per_filter: PerFilter::compile(&route.typed_per_filter_config)?,
         })
     }
 
@@ -907,6 +1071,8 @@ impl Forward {
     fn compile(
         action: &pb::RouteAction,
         clusters: &dyn ClusterResolver,
+        vhost_retry: Option<&Arc<RetryPolicy>>,
+        buffer_limit: usize,
     ) -> Result<Self, ConfigError> {
         use pb::route_action::{ClusterSpecifier, HostRewriteSpecifier};
         let target = match &action.cluster_specifier {
@@ -939,6 +1105,7 @@ impl Forward {
                                 &c.response_headers_to_add,
                                 &c.response_headers_to_remove,
                             )?,
+                            per_filter: PerFilter::compile(&c.typed_per_filter_config)?,
                         })
                     })
                     .collect::<Result<Vec<_>, _>>()?;
@@ -1013,6 +1180,25 @@ impl Forward {
                     )
                 })
                 .collect(),
+            retry: match &action.retry_policy {
+                Some(policy) => Some(Arc::new(
+                    RetryPolicy::compile(policy).map_err(|e| e.context("retry_policy"))?,
+                )),
+                None => vhost_retry.cloned(),
+            },
+            hash_policy: HashPolicy::compile_all(&action.hash_policy)?,
+            mirrors: MirrorPolicy::compile_all(&action.request_mirror_policies, clusters)?,
+            priority: match action.priority {
+                1 => Priority::High,
+                _ => Priority::Default,
+            },
+            stream_duration: action
+                .max_stream_duration
+                .as_ref()
+                .map(StreamDuration::compile),
+            max_grpc_timeout: action.max_grpc_timeout.as_ref().map(config::duration),
+            grpc_timeout_offset: config::optional_duration(action.grpc_timeout_offset.as_ref()),
+            buffer_limit,
         })
     }
 }

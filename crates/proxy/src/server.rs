@@ -243,6 +243,15 @@ impl Proxy {
                         }
                         spawn_dns_refresh(slot.clone(), cluster.clone());
                     }
+                    if let Some(check) = cluster.health_check.clone() {
+                        // Envoy lets a cluster take traffic once every endpoint was checked.
+                        let round = crate::upstream::health_check::run_round(&cluster, &check);
+                        let _ = tokio::time::timeout(Duration::from_secs(5), round).await;
+                        spawn_health_checks(slot.clone(), cluster.clone(), check);
+                    }
+                    if let Some(outlier) = &cluster.outlier {
+                        spawn_outlier_ticks(slot.clone(), cluster.clone(), outlier.config.interval);
+                    }
                     let mut state = lock(&self.state);
                     let assignment = if cluster.kind == ClusterKind::Eds {
                         state.clusters.get(&name).and_then(|r| r.assignment.clone())
@@ -713,6 +722,62 @@ impl ListenerIndex for Proxy {
             .get(&SocketAddr::new(wildcard, address.port()))
             .map(|found| found.load_full())
     }
+}
+
+/// Whether `cluster` is still the one in `slot` (tasks of replaced clusters stop).
+fn is_current(slot: &crate::upstream::ClusterSlot, cluster: &Arc<Cluster>) -> bool {
+    slot.load()
+        .is_some_and(|current| Arc::ptr_eq(&current, cluster))
+}
+
+/// Runs outlier detection's interval for as long as the cluster is the one in its slot.
+fn spawn_outlier_ticks(
+    slot: Arc<crate::upstream::ClusterSlot>,
+    cluster: Arc<Cluster>,
+    interval: Duration,
+) {
+    let weak = Arc::downgrade(&cluster);
+    drop(cluster);
+    tokio::spawn(async move {
+        let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticks.tick().await;
+            let Some(cluster) = weak.upgrade() else {
+                return;
+            };
+            if !is_current(&slot, &cluster) && slot.load().is_some() {
+                return;
+            }
+            cluster.outlier_tick();
+        }
+    });
+}
+
+/// Runs active health checks for as long as the cluster is the one in its slot.
+fn spawn_health_checks(
+    slot: Arc<crate::upstream::ClusterSlot>,
+    cluster: Arc<Cluster>,
+    check: Arc<crate::upstream::health_check::HealthCheck>,
+) {
+    let weak = Arc::downgrade(&cluster);
+    drop(cluster);
+    tokio::spawn(async move {
+        loop {
+            let wait = match weak.upgrade() {
+                Some(cluster) => check.next_interval(&cluster),
+                None => return,
+            };
+            tokio::time::sleep(wait).await;
+            let Some(cluster) = weak.upgrade() else {
+                return;
+            };
+            if !is_current(&slot, &cluster) && slot.load().is_some() {
+                return;
+            }
+            crate::upstream::health_check::run_round(&cluster, &check).await;
+        }
+    });
 }
 
 /// Re-resolves a DNS cluster's names for as long as it is the one in its slot.

@@ -34,6 +34,9 @@ pub const EXTENSIONS: &[&str] = &[
     STDOUT_ACCESS_LOG,
     STDERR_ACCESS_LOG,
     HTTP_PROTOCOL_OPTIONS,
+    HTTP_FAULT,
+    FILTER_CONFIG,
+    PREVIOUS_HOSTS_PREDICATE,
 ];
 
 /// `envoy.filters.network.http_connection_manager`.
@@ -66,6 +69,13 @@ pub const STDOUT_ACCESS_LOG: &str = "envoy.extensions.access_loggers.stream.v3.S
 pub const STDERR_ACCESS_LOG: &str = "envoy.extensions.access_loggers.stream.v3.StderrAccessLog";
 /// `envoy.extensions.upstreams.http.v3.HttpProtocolOptions`.
 pub const HTTP_PROTOCOL_OPTIONS: &str = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions";
+/// `envoy.filters.http.fault`.
+pub const HTTP_FAULT: &str = "envoy.extensions.filters.http.fault.v3.HTTPFault";
+/// The wrapper of per-route filter configuration (`typed_per_filter_config`).
+pub const FILTER_CONFIG: &str = "envoy.config.route.v3.FilterConfig";
+/// `envoy.retry_host_predicates.previous_hosts`.
+pub const PREVIOUS_HOSTS_PREDICATE: &str =
+    "envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate";
 
 macro_rules! with_header_mutations {
     ($($field:literal),* $(,)?) => {
@@ -219,6 +229,7 @@ const MESSAGES: &[(&str, Fields)] = &[
             "access_log",
             "upgrade_configs",
             "drain_timeout",
+            "internal_address_config",
             "normalize_path",
             "merge_slashes",
             "path_with_escaped_slashes_action",
@@ -238,9 +249,60 @@ const MESSAGES: &[(&str, Fields)] = &[
     ),
     (
         "envoy.config.core.v3.HttpProtocolOptions",
-        Fields::Only(&["idle_timeout", "max_headers_count", "max_stream_duration"]),
+        Fields::Only(&[
+            "idle_timeout",
+            "max_headers_count",
+            "max_stream_duration",
+            "max_requests_per_connection",
+        ]),
     ),
     (ROUTER, Fields::Only(&["suppress_envoy_headers"])),
+    (
+        "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager.InternalAddressConfig",
+        Fields::Only(&["cidr_ranges"]),
+    ),
+    // Fault injection.
+    (
+        HTTP_FAULT,
+        Fields::Only(&[
+            "delay",
+            "abort",
+            "upstream_cluster",
+            "headers",
+            "downstream_nodes",
+            "max_active_faults",
+            "delay_percent_runtime",
+            "abort_percent_runtime",
+            "delay_duration_runtime",
+            "abort_http_status_runtime",
+            "max_active_faults_runtime",
+            "abort_grpc_status_runtime",
+            "disable_downstream_cluster_stats",
+        ]),
+    ),
+    (
+        "envoy.extensions.filters.http.fault.v3.FaultAbort",
+        Fields::Only(&[
+            "http_status",
+            "grpc_status",
+            "header_abort",
+            "percentage",
+            "response_body",
+        ]),
+    ),
+    (
+        "envoy.extensions.filters.http.fault.v3.FaultAbort.HeaderAbort",
+        Fields::Only(&[]),
+    ),
+    (
+        "envoy.extensions.filters.common.fault.v3.FaultDelay",
+        Fields::Only(&["fixed_delay", "header_delay", "percentage"]),
+    ),
+    (
+        "envoy.extensions.filters.common.fault.v3.FaultDelay.HeaderDelay",
+        Fields::Only(&[]),
+    ),
+    (FILTER_CONFIG, Fields::Only(&["config", "disabled"])),
     // Routes.
     (
         "envoy.config.route.v3.RouteConfiguration",
@@ -251,6 +313,7 @@ const MESSAGES: &[(&str, Fields)] = &[
             "most_specific_header_mutations_wins",
             "ignore_port_in_host_matching",
             "max_direct_response_body_size_bytes",
+            "typed_per_filter_config",
         ]),
     ),
     (
@@ -262,6 +325,9 @@ const MESSAGES: &[(&str, Fields)] = &[
             "typed_per_filter_config",
             "include_request_attempt_count",
             "include_attempt_count_in_response",
+            "retry_policy",
+            "per_request_buffer_limit_bytes",
+            "request_body_buffer_limit",
         ]),
     ),
     (
@@ -275,6 +341,8 @@ const MESSAGES: &[(&str, Fields)] = &[
             "typed_per_filter_config",
             "decorator",
             "metadata",
+            "per_request_buffer_limit_bytes",
+            "request_body_buffer_limit",
         ]),
     ),
     ("envoy.config.route.v3.Decorator", Fields::Opaque),
@@ -362,6 +430,85 @@ const MESSAGES: &[(&str, Fields)] = &[
             "timeout",
             "idle_timeout",
             "upgrade_configs",
+            "retry_policy",
+            "hash_policy",
+            "request_mirror_policies",
+            "priority",
+            "max_stream_duration",
+            "max_grpc_timeout",
+            "grpc_timeout_offset",
+        ]),
+    ),
+    (
+        "envoy.config.route.v3.RetryPolicy",
+        Fields::Only(&[
+            "retry_on",
+            "num_retries",
+            "per_try_timeout",
+            "per_try_idle_timeout",
+            "retry_host_predicate",
+            "host_selection_retry_max_attempts",
+            "retriable_status_codes",
+            "retry_back_off",
+            "retriable_headers",
+            "retriable_request_headers",
+        ]),
+    ),
+    (
+        "envoy.config.route.v3.RetryPolicy.RetryBackOff",
+        Fields::Only(&["base_interval", "max_interval"]),
+    ),
+    (
+        "envoy.config.route.v3.RetryPolicy.RetryHostPredicate",
+        Fields::Only(&["name", "typed_config"]),
+    ),
+    (PREVIOUS_HOSTS_PREDICATE, Fields::Only(&[])),
+    (
+        "envoy.config.route.v3.RouteAction.HashPolicy",
+        Fields::Only(&[
+            "header",
+            "cookie",
+            "connection_properties",
+            "query_parameter",
+            "terminal",
+        ]),
+    ),
+    (
+        "envoy.config.route.v3.RouteAction.HashPolicy.Header",
+        Fields::Only(&["header_name", "regex_rewrite"]),
+    ),
+    (
+        "envoy.config.route.v3.RouteAction.HashPolicy.Cookie",
+        Fields::Only(&["name", "ttl", "path", "attributes"]),
+    ),
+    (
+        "envoy.config.route.v3.RouteAction.HashPolicy.CookieAttribute",
+        Fields::Only(&["name", "value"]),
+    ),
+    (
+        "envoy.config.route.v3.RouteAction.HashPolicy.ConnectionProperties",
+        Fields::Only(&["source_ip"]),
+    ),
+    (
+        "envoy.config.route.v3.RouteAction.HashPolicy.QueryParameter",
+        Fields::Only(&["name"]),
+    ),
+    (
+        "envoy.config.route.v3.RouteAction.RequestMirrorPolicy",
+        Fields::Only(&[
+            "cluster",
+            "cluster_header",
+            "runtime_fraction",
+            "disable_shadow_host_suffix_append",
+            "host_rewrite_literal",
+        ]),
+    ),
+    (
+        "envoy.config.route.v3.RouteAction.MaxStreamDuration",
+        Fields::Only(&[
+            "max_stream_duration",
+            "grpc_timeout_header_max",
+            "grpc_timeout_header_offset",
         ]),
     ),
     (
@@ -429,7 +576,132 @@ const MESSAGES: &[(&str, Fields)] = &[
             "respect_dns_ttl",
             "metadata",
             "cleanup_interval",
+            "circuit_breakers",
+            "outlier_detection",
+            "health_checks",
+            "common_lb_config",
+            "least_request_lb_config",
+            "ring_hash_lb_config",
+            "maglev_lb_config",
+            "round_robin_lb_config",
+            "max_requests_per_connection",
         ]),
+    ),
+    (
+        "envoy.config.cluster.v3.CircuitBreakers",
+        Fields::Only(&["thresholds"]),
+    ),
+    (
+        "envoy.config.cluster.v3.CircuitBreakers.Thresholds",
+        Fields::Only(&[
+            "priority",
+            "max_connections",
+            "max_pending_requests",
+            "max_requests",
+            "max_retries",
+            "track_remaining",
+            "max_connection_pools",
+        ]),
+    ),
+    (
+        "envoy.config.cluster.v3.OutlierDetection",
+        Fields::Only(&[
+            "consecutive_5xx",
+            "interval",
+            "base_ejection_time",
+            "max_ejection_percent",
+            "enforcing_consecutive_5xx",
+            "enforcing_success_rate",
+            "success_rate_minimum_hosts",
+            "success_rate_request_volume",
+            "success_rate_stdev_factor",
+            "consecutive_gateway_failure",
+            "enforcing_consecutive_gateway_failure",
+            "split_external_local_origin_errors",
+            "consecutive_local_origin_failure",
+            "enforcing_consecutive_local_origin_failure",
+            "enforcing_local_origin_success_rate",
+            "failure_percentage_threshold",
+            "enforcing_failure_percentage",
+            "enforcing_failure_percentage_local_origin",
+            "failure_percentage_minimum_hosts",
+            "failure_percentage_request_volume",
+            "max_ejection_time",
+            "max_ejection_time_jitter",
+            "successful_active_health_check_uneject_host",
+            "always_eject_one_host",
+        ]),
+    ),
+    (
+        "envoy.config.core.v3.HealthCheck",
+        Fields::Only(&[
+            "timeout",
+            "interval",
+            "interval_jitter",
+            "interval_jitter_percent",
+            "unhealthy_threshold",
+            "healthy_threshold",
+            "alt_port",
+            "no_traffic_interval",
+            "unhealthy_interval",
+            "http_health_check",
+            "tcp_health_check",
+        ]),
+    ),
+    (
+        "envoy.config.core.v3.HealthCheck.HttpHealthCheck",
+        Fields::Only(&[
+            "host",
+            "path",
+            "expected_statuses",
+            "retriable_statuses",
+            "method",
+        ]),
+    ),
+    (
+        "envoy.config.core.v3.HealthCheck.TcpHealthCheck",
+        Fields::Only(&["send", "receive"]),
+    ),
+    (
+        "envoy.config.core.v3.HealthCheck.Payload",
+        Fields::Only(&["text", "binary"]),
+    ),
+    (
+        "envoy.config.cluster.v3.Cluster.CommonLbConfig",
+        Fields::Only(&[
+            "healthy_panic_threshold",
+            "locality_weighted_lb_config",
+            "consistent_hashing_lb_config",
+        ]),
+    ),
+    (
+        "envoy.config.cluster.v3.Cluster.CommonLbConfig.LocalityWeightedLbConfig",
+        Fields::Only(&[]),
+    ),
+    (
+        "envoy.config.cluster.v3.Cluster.CommonLbConfig.ConsistentHashingLbConfig",
+        Fields::Only(&["use_hostname_for_hashing"]),
+    ),
+    (
+        "envoy.config.cluster.v3.Cluster.LeastRequestLbConfig",
+        Fields::Only(&["choice_count", "active_request_bias"]),
+    ),
+    (
+        "envoy.config.cluster.v3.Cluster.RingHashLbConfig",
+        Fields::Only(&["minimum_ring_size", "maximum_ring_size", "hash_function"]),
+    ),
+    (
+        "envoy.config.cluster.v3.Cluster.MaglevLbConfig",
+        Fields::Only(&["table_size"]),
+    ),
+    (
+        "envoy.config.cluster.v3.Cluster.RoundRobinLbConfig",
+        Fields::Only(&[]),
+    ),
+    ("envoy.type.v3.Percent", Fields::Only(&["value"])),
+    (
+        "envoy.config.core.v3.RuntimeDouble",
+        Fields::Only(&["default_value", "runtime_key"]),
     ),
     (
         "envoy.config.cluster.v3.Cluster.EdsClusterConfig",
@@ -437,7 +709,11 @@ const MESSAGES: &[(&str, Fields)] = &[
     ),
     (
         "envoy.config.endpoint.v3.ClusterLoadAssignment",
-        Fields::Only(&["cluster_name", "endpoints"]),
+        Fields::Only(&["cluster_name", "endpoints", "policy"]),
+    ),
+    (
+        "envoy.config.endpoint.v3.ClusterLoadAssignment.Policy",
+        Fields::Only(&["overprovisioning_factor"]),
     ),
     (
         "envoy.config.endpoint.v3.LocalityLbEndpoints",

@@ -155,12 +155,26 @@ where
         }
         Some(cluster) => {
             cluster_name = Some(cluster.name.clone());
-            match cluster.choose_host(Some(downstream.local)) {
-                None => {
+            let connections = &cluster
+                .breakers
+                .thresholds(crate::upstream::circuit::Priority::Default)
+                .connections;
+            let unit = connections.try_acquire();
+            let chosen = cluster.choose_host(
+                Some(downstream.local),
+                &crate::upstream::Selection::default(),
+            );
+            match (chosen, unit) {
+                (None, _) => {
                     cluster.stats.upstream_cx_none_healthy.inc();
                     flags.insert(ResponseFlags::NO_HEALTHY_UPSTREAM);
                 }
-                Some(host) => {
+                (Some(_), None) => {
+                    // Envoy's tcp_proxy refuses connections beyond `max_connections`.
+                    cluster.stats.upstream_cx_overflow.inc();
+                    flags.insert(ResponseFlags::UPSTREAM_OVERFLOW);
+                }
+                (Some(host), Some(_unit)) => {
                     upstream_host = Some(host.address);
                     match connect::connect(
                         host.address,
@@ -175,10 +189,13 @@ where
                             if matches!(error, connect::ConnectError::Timeout) {
                                 cluster.stats.upstream_cx_connect_timeout.inc();
                             }
+                            cluster.report(&host, crate::upstream::outlier::Outcome::ConnectFailed);
                             flags.insert(ResponseFlags::UPSTREAM_CONNECTION_FAILURE);
                             transport_failure = Some(error.reason());
                         }
                         Ok((mut upstream, _local)) => {
+                            cluster
+                                .report(&host, crate::upstream::outlier::Outcome::ConnectSuccess);
                             cluster.stats.upstream_cx_total.inc();
                             host.stats.cx_total.inc();
                             let _cx = (

@@ -1,11 +1,16 @@
 //! Upstream clusters: their endpoints, how one is chosen, and how requests reach it.
 
+pub mod circuit;
 pub mod connect;
+pub mod health_check;
+pub mod lb;
+pub mod outlier;
 pub mod pool;
+pub mod xxhash;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -26,8 +31,11 @@ use crate::config::{self, ConfigError};
 use crate::stats::{Counter, Gauge, GaugeGuard, Stats, StatusCounters};
 use crate::support;
 use crate::tls::TlsConnector;
+use circuit::{CircuitBreakers, Priority, Thresholds};
 use connect::{ConnectError, UpstreamIo};
-use pool::{Pool, ReturnToPool};
+pub use lb::{HostSet, LbPolicy, LbSettings, Selection};
+use outlier::{HostMonitor, Monitored, Outcome, OutlierConfig, OutlierDetector, OutlierStats};
+use pool::{H1Conn, Hold, Pool, ReturnToPool};
 
 /// A named place where a cluster lives; routes hold slots, so a cluster can be added, updated
 /// or removed without recompiling the routes that name it.
@@ -120,6 +128,11 @@ pub struct HostStats {
     pub rq_timeout: Counter,
 }
 
+/// Health flags learnt at run time: ejected by outlier detection.
+const FAILED_OUTLIER_CHECK: u8 = 1;
+/// Health flags learnt at run time: failing (or not yet passing) active health checks.
+const FAILED_ACTIVE_HC: u8 = 2;
+
 /// One endpoint of a cluster.
 #[derive(Debug)]
 pub struct Host {
@@ -129,117 +142,75 @@ pub struct Host {
     pub hostname: Option<String>,
     /// Load-balancing weight.
     pub weight: u32,
-    /// Health as configured.
+    /// Health as configured (EDS).
     pub health: Health,
     /// Priority (0 is highest).
     pub priority: u32,
     /// Locality (`region/zone/subzone`).
     pub locality: String,
+    /// The locality's weight (`load_balancing_weight` of its `LocalityLbEndpoints`, 0 unset).
+    pub locality_weight: u32,
     /// Counters.
     pub stats: HostStats,
     /// Open connections.
     pub pool: Pool,
+    /// Outlier detection state.
+    pub outlier: HostMonitor,
+    /// Active health checking state.
+    pub health_check: health_check::HostCheck,
+    flags: AtomicU8,
 }
 
-/// The endpoints of a cluster at one moment, with the round-robin schedule over them.
-#[derive(Debug, Default)]
-pub struct HostSet {
-    /// Every endpoint.
-    pub hosts: Vec<Arc<Host>>,
-    /// Indexes into `hosts`, repeated by weight, of the endpoints traffic goes to.
-    schedule: Vec<usize>,
-    next: AtomicUsize,
-}
-
-impl HostSet {
-    fn new(hosts: Vec<Arc<Host>>) -> Self {
-        // Traffic goes to the highest priority with a healthy endpoint (degraded ones only when
-        // no priority has a healthy one).
-        let mut chosen: Vec<usize> = Vec::new();
-        let mut priorities: Vec<u32> = hosts.iter().map(|h| h.priority).collect();
-        priorities.sort_unstable();
-        priorities.dedup();
-        for health in [Health::Healthy, Health::Degraded] {
-            for priority in &priorities {
-                chosen = (0..hosts.len())
-                    .filter(|&i| hosts[i].priority == *priority && hosts[i].health == health)
-                    .collect();
-                if !chosen.is_empty() {
-                    break;
-                }
-            }
-            if !chosen.is_empty() {
-                break;
-            }
-        }
-        HostSet {
-            schedule: weighted_schedule(&hosts, &chosen),
-            hosts,
-            next: AtomicUsize::new(fastrand::usize(..1024)),
+impl Host {
+    /// Health now: configured health unless ejected or failing active health checks.
+    pub fn current_health(&self) -> Health {
+        if self.flags.load(Ordering::Relaxed) != 0 {
+            Health::Unhealthy
+        } else {
+            self.health
         }
     }
 
-    /// The next endpoint in weighted round-robin order.
-    pub fn round_robin(&self) -> Option<&Arc<Host>> {
-        if self.schedule.is_empty() {
-            return None;
-        }
-        let n = self.next.fetch_add(1, Ordering::Relaxed);
-        self.hosts.get(self.schedule[n % self.schedule.len()])
+    /// Requests in flight to this endpoint (for LEAST_REQUEST).
+    pub fn active_requests(&self) -> i64 {
+        self.stats.rq_active.get()
     }
 
-    /// Endpoints that can take traffic.
-    pub fn healthy_count(&self) -> usize {
-        self.hosts
-            .iter()
-            .filter(|h| h.health == Health::Healthy)
-            .count()
+    /// Whether outlier detection ejected this endpoint.
+    pub fn failed_outlier_check(&self) -> bool {
+        self.flags.load(Ordering::Relaxed) & FAILED_OUTLIER_CHECK != 0
+    }
+
+    /// Whether active health checks find this endpoint unhealthy.
+    pub fn failed_active_health_check(&self) -> bool {
+        self.flags.load(Ordering::Relaxed) & FAILED_ACTIVE_HC != 0
+    }
+
+    /// Sets or clears a flag; returns whether it changed.
+    fn set_flag(&self, flag: u8, on: bool) -> bool {
+        let before = if on {
+            self.flags.fetch_or(flag, Ordering::AcqRel)
+        } else {
+            self.flags.fetch_and(!flag, Ordering::AcqRel)
+        };
+        (before & flag != 0) != on
+    }
+
+    /// Marks the endpoint failing (or passing) active health checks; returns whether it
+    /// changed.
+    pub fn set_failed_active_health_check(&self, failed: bool) -> bool {
+        self.set_flag(FAILED_ACTIVE_HC, failed)
     }
 }
 
-/// A round-robin schedule where each endpoint appears in proportion to its weight, spread out
-/// (smooth weighted round robin), bounded in length.
-fn weighted_schedule(hosts: &[Arc<Host>], chosen: &[usize]) -> Vec<usize> {
-    const MAX_LEN: u64 = 4096;
-    if chosen.is_empty() {
-        return Vec::new();
+impl Monitored for Host {
+    fn monitor(&self) -> &HostMonitor {
+        &self.outlier
     }
-    let gcd = chosen
-        .iter()
-        .map(|&i| u64::from(hosts[i].weight.max(1)))
-        .fold(0, gcd);
-    let mut weights: Vec<u64> = chosen
-        .iter()
-        .map(|&i| u64::from(hosts[i].weight.max(1)) / gcd.max(1))
-        .collect();
-    let total: u64 = weights.iter().sum();
-    if total > MAX_LEN {
-        // Scale down, keeping every endpoint at least once.
-        weights = weights
-            .iter()
-            .map(|w| (w * MAX_LEN / total).max(1))
-            .collect();
-    }
-    let total: i64 = weights.iter().map(|w| *w as i64).sum();
-    let mut current = vec![0i64; weights.len()];
-    let mut schedule = Vec::with_capacity(total as usize);
-    for _ in 0..total {
-        for (c, w) in current.iter_mut().zip(&weights) {
-            *c += *w as i64;
-        }
-        let (best, _) = current
-            .iter()
-            .enumerate()
-            .max_by_key(|(i, c)| (**c, std::cmp::Reverse(*i)))
-            .unwrap_or((0, &0));
-        current[best] -= total;
-        schedule.push(chosen[best]);
-    }
-    schedule
-}
 
-fn gcd(a: u64, b: u64) -> u64 {
-    if b == 0 { a } else { gcd(b, a % b) }
+    fn set_ejected(&self, ejected: bool) {
+        self.set_flag(FAILED_OUTLIER_CHECK, ejected);
+    }
 }
 
 /// The counters of one cluster (`cluster.<name>.…`).
@@ -253,6 +224,8 @@ pub struct ClusterStats {
     pub upstream_rq_active: Gauge,
     /// `upstream_rq_<code>` and `upstream_rq_<N>xx`.
     pub upstream_rq: StatusCounters,
+    /// `retry.upstream_rq_<code>`: responses that were retried.
+    pub retry_upstream_rq: StatusCounters,
     /// `upstream_rq_timeout`.
     pub upstream_rq_timeout: Counter,
     /// `upstream_rq_rx_reset`.
@@ -271,6 +244,46 @@ pub struct ClusterStats {
     pub upstream_cx_connect_timeout: Counter,
     /// `upstream_cx_none_healthy`.
     pub upstream_cx_none_healthy: Counter,
+    /// `upstream_cx_overflow` (a connection was needed beyond `max_connections`).
+    pub upstream_cx_overflow: Counter,
+    /// `upstream_cx_pool_overflow`.
+    pub upstream_cx_pool_overflow: Counter,
+    /// `upstream_cx_max_requests` (connections closed at `max_requests_per_connection`).
+    pub upstream_cx_max_requests: Counter,
+    /// `upstream_rq_pending_overflow`.
+    pub upstream_rq_pending_overflow: Counter,
+    /// `upstream_rq_active_overflow` (`max_requests`).
+    pub upstream_rq_active_overflow: Counter,
+    /// `upstream_rq_pending_total`.
+    pub upstream_rq_pending_total: Counter,
+    /// `upstream_rq_pending_active`.
+    pub upstream_rq_pending_active: Gauge,
+    /// `upstream_rq_retry`.
+    pub upstream_rq_retry: Counter,
+    /// `upstream_rq_retry_success`.
+    pub upstream_rq_retry_success: Counter,
+    /// `upstream_rq_retry_overflow`.
+    pub upstream_rq_retry_overflow: Counter,
+    /// `upstream_rq_retry_limit_exceeded`.
+    pub upstream_rq_retry_limit_exceeded: Counter,
+    /// `upstream_rq_retry_backoff_exponential`.
+    pub upstream_rq_retry_backoff_exponential: Counter,
+    /// `upstream_rq_per_try_timeout`.
+    pub upstream_rq_per_try_timeout: Counter,
+    /// `upstream_rq_per_try_idle_timeout`.
+    pub upstream_rq_per_try_idle_timeout: Counter,
+    /// `retry_or_shadow_abandoned` (the body outgrew the replay buffer).
+    pub retry_or_shadow_abandoned: Counter,
+    /// `lb_healthy_panic`.
+    pub lb_healthy_panic: Counter,
+    /// `health_check.attempt`.
+    pub health_check_attempt: Counter,
+    /// `health_check.success`.
+    pub health_check_success: Counter,
+    /// `health_check.failure`.
+    pub health_check_failure: Counter,
+    /// `health_check.healthy`.
+    pub health_check_healthy: Gauge,
     /// `upstream_cx_tx_bytes_total`.
     pub upstream_cx_tx_bytes_total: Counter,
     /// `upstream_cx_rx_bytes_total`.
@@ -295,6 +308,10 @@ impl ClusterStats {
             upstream_rq_completed: c("upstream_rq_completed"),
             upstream_rq_active: g("upstream_rq_active"),
             upstream_rq: StatusCounters::new(stats, &format!("cluster.{name}.upstream_rq")),
+            retry_upstream_rq: StatusCounters::new(
+                stats,
+                &format!("cluster.{name}.retry.upstream_rq"),
+            ),
             upstream_rq_timeout: c("upstream_rq_timeout"),
             upstream_rq_rx_reset: c("upstream_rq_rx_reset"),
             upstream_cx_total: c("upstream_cx_total"),
@@ -304,6 +321,26 @@ impl ClusterStats {
             upstream_cx_connect_fail: c("upstream_cx_connect_fail"),
             upstream_cx_connect_timeout: c("upstream_cx_connect_timeout"),
             upstream_cx_none_healthy: c("upstream_cx_none_healthy"),
+            upstream_cx_overflow: c("upstream_cx_overflow"),
+            upstream_cx_pool_overflow: c("upstream_cx_pool_overflow"),
+            upstream_cx_max_requests: c("upstream_cx_max_requests"),
+            upstream_rq_pending_overflow: c("upstream_rq_pending_overflow"),
+            upstream_rq_active_overflow: c("upstream_rq_active_overflow"),
+            upstream_rq_pending_total: c("upstream_rq_pending_total"),
+            upstream_rq_pending_active: g("upstream_rq_pending_active"),
+            upstream_rq_retry: c("upstream_rq_retry"),
+            upstream_rq_retry_success: c("upstream_rq_retry_success"),
+            upstream_rq_retry_overflow: c("upstream_rq_retry_overflow"),
+            upstream_rq_retry_limit_exceeded: c("upstream_rq_retry_limit_exceeded"),
+            upstream_rq_retry_backoff_exponential: c("upstream_rq_retry_backoff_exponential"),
+            upstream_rq_per_try_timeout: c("upstream_rq_per_try_timeout"),
+            upstream_rq_per_try_idle_timeout: c("upstream_rq_per_try_idle_timeout"),
+            retry_or_shadow_abandoned: c("retry_or_shadow_abandoned"),
+            lb_healthy_panic: c("lb_healthy_panic"),
+            health_check_attempt: c("health_check.attempt"),
+            health_check_success: c("health_check.success"),
+            health_check_failure: c("health_check.failure"),
+            health_check_healthy: g("health_check.healthy"),
             upstream_cx_tx_bytes_total: c("upstream_cx_tx_bytes_total"),
             upstream_cx_rx_bytes_total: c("upstream_cx_rx_bytes_total"),
             membership_total: g("membership_total"),
@@ -323,6 +360,9 @@ pub enum UpstreamError {
     /// The connection was reset before response headers.
     #[error("upstream reset: {0}")]
     Reset(#[source] hyper::Error),
+    /// A circuit breaker refused the request.
+    #[error("upstream overflow")]
+    Overflow,
 }
 
 /// A cluster, compiled from Envoy's `Cluster`.
@@ -340,6 +380,8 @@ pub struct Cluster {
     pub tls: Option<Arc<TlsConnector>>,
     /// How long idle connections are kept.
     pub idle_timeout: Option<Duration>,
+    /// HTTP/1.1 requests per connection before it is closed (`max_requests_per_connection`).
+    pub max_requests_per_connection: Option<u32>,
     /// The service name endpoints are requested under (EDS).
     pub eds_service_name: String,
     /// Counters.
@@ -348,7 +390,18 @@ pub struct Cluster {
     pub config: Arc<ClusterProto>,
     /// When this version was applied.
     pub last_updated: std::time::SystemTime,
+    /// How endpoints are chosen.
+    pub lb: LbSettings,
+    /// Circuit breakers.
+    pub breakers: CircuitBreakers,
+    /// Outlier detection, when configured.
+    pub outlier: Option<OutlierDetector>,
+    /// Active health checking, when configured.
+    pub health_check: Option<Arc<health_check::HealthCheck>>,
     hosts: ArcSwap<HostSet>,
+    /// Serializes rebuilding the host set (membership and health changes).
+    rebuild: Mutex<()>,
+    overprovisioning: AtomicU32,
     original_dst_hosts: Mutex<HashMap<SocketAddr, Arc<Host>>>,
     dns: Option<DnsSettings>,
 }
@@ -358,6 +411,157 @@ struct DnsSettings {
     targets: Vec<(String, u16, u32, u32)>,
     refresh: Duration,
     family: cluster::DnsLookupFamily,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // The guarded data stays consistent even if a holder panicked.
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The load-balancing settings of a cluster.
+fn lb_settings(config: &ClusterProto, kind: ClusterKind) -> Result<LbSettings, ConfigError> {
+    let lb = cluster::LbPolicy::try_from(config.lb_policy).unwrap_or(cluster::LbPolicy::RoundRobin);
+    if config.load_balancing_policy.is_some() {
+        return Err(ConfigError::unsupported(
+            "load_balancing_policy (typed LB extensions)",
+        ));
+    }
+    let policy = match (lb, kind) {
+        (cluster::LbPolicy::ClusterProvided, ClusterKind::OriginalDst) => LbPolicy::RoundRobin,
+        (cluster::LbPolicy::RoundRobin, _) => LbPolicy::RoundRobin,
+        (cluster::LbPolicy::LeastRequest, _) => {
+            let (choice_count, bias) = match &config.lb_config {
+                Some(cluster::LbConfig::LeastRequestLbConfig(c)) => {
+                    if c.slow_start_config.is_some() {
+                        return Err(ConfigError::unsupported(
+                            "least_request_lb_config.slow_start_config",
+                        ));
+                    }
+                    let bias = c
+                        .active_request_bias
+                        .as_ref()
+                        .map_or(1.0, |b| b.default_value);
+                    (
+                        c.choice_count.map_or(2, |v| v.value),
+                        if bias.is_finite() && bias >= 0.0 {
+                            bias
+                        } else {
+                            1.0
+                        },
+                    )
+                }
+                _ => (2, 1.0),
+            };
+            if choice_count < 2 {
+                return Err(ConfigError::invalid(
+                    "least_request_lb_config.choice_count must be at least 2",
+                ));
+            }
+            LbPolicy::LeastRequest { choice_count, bias }
+        }
+        (cluster::LbPolicy::Random, _) => LbPolicy::Random,
+        (cluster::LbPolicy::RingHash, _) => {
+            let (mut min_size, mut max_size) = (lb::DEFAULT_MIN_RING, lb::DEFAULT_MAX_RING);
+            if let Some(cluster::LbConfig::RingHashLbConfig(c)) = &config.lb_config {
+                use cluster::ring_hash_lb_config::HashFunction;
+                if HashFunction::try_from(c.hash_function).unwrap_or(HashFunction::XxHash)
+                    != HashFunction::XxHash
+                {
+                    return Err(ConfigError::unsupported(
+                        "ring_hash_lb_config.hash_function MURMUR_HASH_2",
+                    ));
+                }
+                min_size = c.minimum_ring_size.map_or(min_size, |v| v.value);
+                max_size = c.maximum_ring_size.map_or(max_size, |v| v.value);
+            }
+            if min_size == 0 || max_size < min_size || max_size > lb::DEFAULT_MAX_RING {
+                return Err(ConfigError::invalid(format!(
+                    "ring hash: minimum_ring_size ({min_size}) must be positive and at most maximum_ring_size ({max_size}), itself at most {}",
+                    lb::DEFAULT_MAX_RING
+                )));
+            }
+            LbPolicy::RingHash { min_size, max_size }
+        }
+        (cluster::LbPolicy::Maglev, _) => {
+            let table_size = match &config.lb_config {
+                Some(cluster::LbConfig::MaglevLbConfig(c)) => {
+                    c.table_size.map_or(lb::DEFAULT_MAGLEV_TABLE, |v| v.value)
+                }
+                _ => lb::DEFAULT_MAGLEV_TABLE,
+            };
+            if !is_prime(table_size) || table_size > 5_000_011 {
+                return Err(ConfigError::invalid(format!(
+                    "maglev table_size {table_size} must be a prime number at most 5000011"
+                )));
+            }
+            LbPolicy::Maglev { table_size }
+        }
+        (other, _) => {
+            return Err(ConfigError::unsupported(format!(
+                "lb_policy {}",
+                other.as_str_name()
+            )));
+        }
+    };
+    let lb_config_matches = match (&config.lb_config, policy) {
+        (None, _) => true,
+        (Some(cluster::LbConfig::LeastRequestLbConfig(_)), LbPolicy::LeastRequest { .. }) => true,
+        (Some(cluster::LbConfig::RingHashLbConfig(_)), LbPolicy::RingHash { .. }) => true,
+        (Some(cluster::LbConfig::MaglevLbConfig(_)), LbPolicy::Maglev { .. }) => true,
+        (Some(cluster::LbConfig::RoundRobinLbConfig(c)), LbPolicy::RoundRobin) => {
+            c.slow_start_config.is_none()
+        }
+        _ => false,
+    };
+    if !lb_config_matches {
+        return Err(ConfigError::unsupported(
+            "this lb_config with this lb_policy",
+        ));
+    }
+    let mut settings = LbSettings {
+        policy,
+        ..LbSettings::default()
+    };
+    if let Some(common) = &config.common_lb_config {
+        use cluster::common_lb_config::LocalityConfigSpecifier;
+        if let Some(threshold) = &common.healthy_panic_threshold {
+            settings.panic_threshold = threshold.value.clamp(0.0, 100.0);
+        }
+        match &common.locality_config_specifier {
+            None => {}
+            Some(LocalityConfigSpecifier::LocalityWeightedLbConfig(_)) => {
+                settings.locality_weighted = true;
+            }
+            Some(LocalityConfigSpecifier::ZoneAwareLbConfig(_)) => {
+                return Err(ConfigError::unsupported(
+                    "common_lb_config.zone_aware_lb_config",
+                ));
+            }
+        }
+        if let Some(hashing) = &common.consistent_hashing_lb_config {
+            if hashing.hash_balance_factor.is_some() {
+                return Err(ConfigError::unsupported(
+                    "consistent_hashing_lb_config.hash_balance_factor",
+                ));
+            }
+            settings.hostname_keys = hashing.use_hostname_for_hashing;
+        }
+    }
+    Ok(settings)
+}
+
+fn is_prime(n: u64) -> bool {
+    if n < 2 {
+        return false;
+    }
+    let mut d = 2;
+    while d * d <= n {
+        if n.is_multiple_of(d) {
+            return false;
+        }
+        d += 1;
+    }
+    true
 }
 
 impl Cluster {
@@ -381,27 +585,18 @@ impl Cluster {
                 ));
             }
         };
-        let lb =
-            cluster::LbPolicy::try_from(config.lb_policy).unwrap_or(cluster::LbPolicy::RoundRobin);
-        let lb_ok = match kind {
-            ClusterKind::OriginalDst => matches!(
-                lb,
-                cluster::LbPolicy::ClusterProvided | cluster::LbPolicy::RoundRobin
-            ),
-            _ => lb == cluster::LbPolicy::RoundRobin,
-        };
-        if !lb_ok {
-            return Err(ConfigError::unsupported(format!(
-                "lb_policy {}",
-                lb.as_str_name()
-            )));
+        let lb = lb_settings(&config, kind)?;
+        if kind == ClusterKind::OriginalDst && lb.policy != LbPolicy::RoundRobin {
+            return Err(ConfigError::invalid(
+                "ORIGINAL_DST clusters must use lb_policy CLUSTER_PROVIDED",
+            ));
         }
         let connect_timeout = config
             .connect_timeout
             .as_ref()
             .map(config::duration)
             .unwrap_or(Duration::from_secs(5));
-        let (protocol, idle_timeout) = protocol_options(&config)?;
+        let options = protocol_options(&config)?;
         let tls = match &config.transport_socket {
             None => None,
             Some(socket) => match socket.config_type.as_ref() {
@@ -425,16 +620,46 @@ impl Cluster {
             config.alt_stat_name.clone()
         };
         let cluster_stats = Arc::new(ClusterStats::new(stats, &stat_name));
+        let breakers =
+            CircuitBreakers::compile(config.circuit_breakers.as_ref(), stats, &stat_name)
+                .map_err(|e| e.context("circuit_breakers"))?;
+        let outlier = match &config.outlier_detection {
+            None => None,
+            Some(detection) => Some(OutlierDetector::new(
+                OutlierConfig::compile(detection).map_err(|e| e.context("outlier_detection"))?,
+                OutlierStats::new(stats, &stat_name),
+            )),
+        };
+        let health_check = match config.health_checks.as_slice() {
+            [] => None,
+            [one] => Some(Arc::new(
+                health_check::HealthCheck::compile(one, &config.name)
+                    .map_err(|e| e.context("health_checks[0]"))?,
+            )),
+            _ => return Err(ConfigError::unsupported("more than one health check")),
+        };
+        let max_requests_per_connection = options
+            .max_requests_per_connection
+            .or(config.max_requests_per_connection.map(|v| v.value))
+            .filter(|n| *n > 0);
+        let initial_flags = if health_check.is_some() {
+            FAILED_ACTIVE_HC
+        } else {
+            0
+        };
         let mut dns = None;
         let mut hosts = Vec::new();
+        let mut overprovisioning = lb::DEFAULT_OVERPROVISIONING;
         match kind {
             ClusterKind::Static => {
                 if let Some(assignment) = &config.load_assignment {
-                    hosts = hosts_from_assignment(assignment, &[], false)?;
+                    hosts = hosts_from_assignment(assignment, &[], initial_flags)?;
+                    overprovisioning = overprovisioning_factor(assignment)?;
                 }
             }
             ClusterKind::StrictDns | ClusterKind::LogicalDns => {
                 let assignment = config.load_assignment.clone().unwrap_or_default();
+                overprovisioning = overprovisioning_factor(&assignment)?;
                 let mut targets = Vec::new();
                 for locality in &assignment.endpoints {
                     for lb_endpoint in &locality.lb_endpoints {
@@ -478,14 +703,21 @@ impl Cluster {
             name: Arc::from(config.name.as_str()),
             kind,
             connect_timeout,
-            protocol,
+            protocol: options.protocol,
             tls,
-            idle_timeout,
+            idle_timeout: options.idle_timeout,
+            max_requests_per_connection,
             eds_service_name,
             stats: cluster_stats,
             config: Arc::new(config),
             last_updated: std::time::SystemTime::now(),
+            lb,
+            breakers,
+            outlier,
+            health_check,
             hosts: ArcSwap::from_pointee(HostSet::default()),
+            rebuild: Mutex::new(()),
+            overprovisioning: AtomicU32::new(overprovisioning),
             original_dst_hosts: Mutex::new(HashMap::new()),
             dns,
         };
@@ -501,6 +733,14 @@ impl Cluster {
     /// How often names are re-resolved.
     pub fn dns_refresh(&self) -> Option<Duration> {
         self.dns.as_ref().map(|d| d.refresh)
+    }
+
+    fn initial_flags(&self) -> u8 {
+        if self.health_check.is_some() {
+            FAILED_ACTIVE_HC
+        } else {
+            0
+        }
     }
 
     /// Resolves a DNS cluster's names and updates its endpoints.
@@ -549,17 +789,22 @@ impl Cluster {
             }
         }
         let previous = self.hosts.load();
+        let flags = self.initial_flags();
         let hosts = resolved
             .into_iter()
             .map(|(address, name, weight, priority)| {
                 reuse_or_new(
                     &previous.hosts,
-                    address,
-                    Some(name),
-                    weight,
-                    Health::Healthy,
-                    priority,
-                    String::new(),
+                    Endpoint {
+                        address,
+                        hostname: Some(name),
+                        weight,
+                        health: Health::Healthy,
+                        priority,
+                        locality: String::new(),
+                        locality_weight: 0,
+                    },
+                    flags,
                 )
             })
             .collect();
@@ -571,28 +816,45 @@ impl Cluster {
     /// Replaces the endpoints with those of a `ClusterLoadAssignment` (EDS).
     pub fn assign(&self, assignment: &ClusterLoadAssignment) -> Result<(), ConfigError> {
         let previous = self.hosts.load();
-        let hosts = hosts_from_assignment(assignment, &previous.hosts, true)?;
+        let hosts = hosts_from_assignment(assignment, &previous.hosts, self.initial_flags())?;
+        self.overprovisioning
+            .store(overprovisioning_factor(assignment)?, Ordering::Relaxed);
         self.set_hosts(hosts);
         self.stats.update_success.inc();
         Ok(())
     }
 
-    /// Takes over the endpoints of the cluster this one replaces (same EDS service).
+    /// Takes over the endpoints of the cluster this one replaces (same EDS service), keeping
+    /// their connections, counters and health.
     pub fn inherit_hosts(&self, previous: &Cluster) {
         if self.kind == previous.kind && self.eds_service_name == previous.eds_service_name {
             let hosts = previous.hosts.load_full();
-            self.hosts.store(hosts);
+            self.overprovisioning.store(
+                previous.overprovisioning.load(Ordering::Relaxed),
+                Ordering::Relaxed,
+            );
+            if self.health_check.is_none() {
+                for host in &hosts.hosts {
+                    host.set_failed_active_health_check(false);
+                }
+            }
+            self.set_hosts(hosts.hosts.clone());
         }
     }
 
     fn set_hosts(&self, hosts: Vec<Arc<Host>>) {
+        let _rebuilding = lock(&self.rebuild);
         let before = self.hosts.load();
         for old in &before.hosts {
             if !hosts.iter().any(|h| Arc::ptr_eq(h, old)) {
                 old.pool.clear();
             }
         }
-        let set = HostSet::new(hosts);
+        let set = HostSet::new(
+            hosts,
+            &self.lb,
+            self.overprovisioning.load(Ordering::Relaxed),
+        );
         self.stats.membership_total.set(set.hosts.len() as i64);
         self.stats
             .membership_healthy
@@ -606,7 +868,21 @@ impl Cluster {
         {
             self.stats.membership_change.inc();
         }
+        if let Some(outlier) = &self.outlier {
+            let ejected = set
+                .hosts
+                .iter()
+                .filter(|h| h.failed_outlier_check())
+                .count();
+            outlier.stats.ejections_active.set(ejected as i64);
+        }
         self.hosts.store(Arc::new(set));
+    }
+
+    /// Rebuilds the host set after an endpoint's health changed.
+    pub fn refresh(&self) {
+        let hosts = self.hosts.load().hosts.clone();
+        self.set_hosts(hosts);
     }
 
     /// The current endpoints.
@@ -616,30 +892,64 @@ impl Cluster {
 
     /// Chooses an endpoint; `original_dst` is the downstream's original destination (for
     /// ORIGINAL_DST clusters).
-    pub fn choose_host(&self, original_dst: Option<SocketAddr>) -> Option<Arc<Host>> {
+    pub fn choose_host(
+        &self,
+        original_dst: Option<SocketAddr>,
+        selection: &Selection<'_>,
+    ) -> Option<Arc<Host>> {
         if self.kind == ClusterKind::OriginalDst {
             let address = original_dst?;
-            let mut hosts = self
-                .original_dst_hosts
-                .lock()
-                .unwrap_or_else(|e| e.into_inner());
+            let mut hosts = lock(&self.original_dst_hosts);
             return Some(
                 hosts
                     .entry(address)
                     .or_insert_with(|| {
                         Arc::new(new_host(
-                            address,
-                            None,
-                            1,
-                            Health::Healthy,
+                            Endpoint {
+                                address,
+                                hostname: None,
+                                weight: 1,
+                                health: Health::Healthy,
+                                priority: 0,
+                                locality: String::new(),
+                                locality_weight: 0,
+                            },
                             0,
-                            String::new(),
                         ))
                     })
                     .clone(),
             );
         }
-        self.hosts.load().round_robin().cloned()
+        self.hosts.load().choose(selection)
+    }
+
+    /// Tells outlier detection what happened to a request sent to `host`.
+    pub fn report(&self, host: &Arc<Host>, outcome: Outcome) {
+        let Some(detector) = &self.outlier else {
+            return;
+        };
+        let Some(kind) = host.outlier.record(&detector.config, outcome) else {
+            return;
+        };
+        let set = self.hosts.load();
+        let all: Vec<&Host> = set.hosts.iter().map(Arc::as_ref).collect();
+        if detector.on_consecutive(host.as_ref(), &all, kind, tokio::time::Instant::now()) {
+            drop(set);
+            self.refresh();
+        }
+    }
+
+    /// One tick of outlier detection (every `interval`).
+    pub fn outlier_tick(&self) {
+        let Some(detector) = &self.outlier else {
+            return;
+        };
+        let set = self.hosts.load();
+        let all: Vec<&Host> = set.hosts.iter().map(Arc::as_ref).collect();
+        if detector.on_interval(&all, tokio::time::Instant::now()) {
+            drop(set);
+            self.refresh();
+        }
     }
 
     /// Whether requests of `version` go to endpoints over HTTP/2.
@@ -651,17 +961,20 @@ impl Cluster {
         }
     }
 
-    /// Sends `request` to `host`; returns the response headers (the body streams on).
+    /// Sends `request` to `host` within the circuit breakers of `priority`; returns the
+    /// response headers (the body streams on).
     pub async fn send(
-        &self,
+        self: &Arc<Self>,
         host: &Arc<Host>,
         request: Request<Body>,
         h2: bool,
+        priority: Priority,
     ) -> Result<Response<Body>, UpstreamError> {
+        let limits = self.breakers.thresholds(priority);
         if h2 {
-            self.send_h2(host, request).await
+            self.send_h2(host, request, limits).await
         } else {
-            self.send_h1(host, request).await
+            self.send_h1(host, request, limits).await
         }
     }
 
@@ -686,50 +999,66 @@ impl Cluster {
         }
     }
 
-    async fn send_h1(
-        &self,
+    /// A connection for one request: an idle one, or a place in the endpoint's queue (within
+    /// `max_pending_requests`) until one is returned or opened (within `max_connections`).
+    async fn acquire_h1(
+        self: &Arc<Self>,
         host: &Arc<Host>,
-        mut request: Request<Body>,
-    ) -> Result<Response<Body>, UpstreamError> {
-        // A pooled connection may have been closed by the endpoint just now; the request is
-        // handed back unsent in that case and goes out on a fresh connection.
-        for _ in 0..3 {
-            let (mut sender, reused) = match host.pool.take_h1(self.idle_timeout) {
-                Some(sender) => (sender, true),
-                None => (self.open_h1(host).await?, false),
-            };
-            if let Err(error) = sender.ready().await {
-                if reused {
-                    continue;
-                }
-                return Err(UpstreamError::Reset(error));
-            }
-            match sender.try_send_request(request).await {
-                Ok(response) => {
-                    let keep_alive = !connection_close(response.headers());
-                    let (parts, incoming) = response.into_parts();
-                    let mut body = Body::incoming(incoming);
-                    if keep_alive && parts.status != http::StatusCode::SWITCHING_PROTOCOLS {
-                        body = body.observe(ReturnToPool::new(host, sender));
-                    }
-                    return Ok(Response::from_parts(parts, body));
-                }
-                Err(mut error) => match error.take_message() {
-                    Some(unsent) if reused => request = unsent,
-                    _ => return Err(UpstreamError::Reset(error.into_error())),
-                },
-            }
+        limits: &Thresholds,
+    ) -> Result<(H1Conn, bool), UpstreamError> {
+        if let Some(conn) = host.pool.take_h1(self.idle_timeout) {
+            return Ok((conn, true));
         }
-        let mut sender = self.open_h1(host).await?;
-        let response = sender
-            .send_request(request)
-            .await
-            .map_err(UpstreamError::Reset)?;
-        let (parts, incoming) = response.into_parts();
-        Ok(Response::from_parts(parts, Body::incoming(incoming)))
+        let Some(_pending) = limits.pending.try_acquire() else {
+            self.stats.upstream_rq_pending_overflow.inc();
+            return Err(UpstreamError::Overflow);
+        };
+        self.stats.upstream_rq_pending_total.inc();
+        let _pending_active = GaugeGuard::new(&self.stats.upstream_rq_pending_active);
+        let connections = &self.breakers.thresholds(Priority::Default).connections;
+        let queued = host.pool.wait(|open| {
+            let allowed = connections.can_create() || open == 0;
+            if !allowed {
+                self.stats.upstream_cx_overflow.inc();
+            }
+            allowed
+        });
+        if queued.connect {
+            self.spawn_h1_connect(host.clone());
+        }
+        match queued.ticket.await {
+            Ok(Ok(conn)) => Ok((conn, false)),
+            Ok(Err(error)) => Err(UpstreamError::Connect(error)),
+            // The pool went away (the endpoint left the cluster while we waited).
+            Err(_) => Err(UpstreamError::Connect(ConnectError::Tcp(
+                std::io::Error::new(std::io::ErrorKind::ConnectionAborted, "endpoint removed"),
+            ))),
+        }
     }
 
-    async fn open_h1(&self, host: &Arc<Host>) -> Result<http1::SendRequest<Body>, UpstreamError> {
+    /// Opens a connection for `host`'s queue in the background.
+    fn spawn_h1_connect(self: &Arc<Self>, host: Arc<Host>) {
+        let cluster = self.clone();
+        let guard = self
+            .breakers
+            .thresholds(Priority::Default)
+            .connections
+            .acquire();
+        tokio::spawn(async move {
+            let result = cluster.open_h1(&host, guard).await;
+            host.pool
+                .opened(result.map(H1Conn::new).map_err(|e| match e {
+                    UpstreamError::Connect(c) => c,
+                    other => ConnectError::Tcp(std::io::Error::other(other.to_string())),
+                }));
+        });
+    }
+
+    async fn open_h1(
+        self: &Arc<Self>,
+        host: &Arc<Host>,
+        connection_unit: circuit::ResourceGuard,
+    ) -> Result<http1::SendRequest<Body>, UpstreamError> {
         let (io, _) = self.open(host).await?;
         let (sender, connection) = http1::Builder::new()
             .handshake(TokioIo::new(io))
@@ -739,18 +1068,87 @@ impl Cluster {
         let guards = (
             GaugeGuard::new(&self.stats.upstream_cx_active),
             GaugeGuard::new(&host.stats.cx_active),
+            connection_unit,
         );
+        let weak_cluster = Arc::downgrade(self);
+        let weak_host = Arc::downgrade(host);
         tokio::spawn(async move {
             let _ = connection.with_upgrades().await;
             drop(guards);
+            // A closed connection may unblock requests waiting for one.
+            if let (Some(cluster), Some(host)) = (weak_cluster.upgrade(), weak_host.upgrade()) {
+                let connections = &cluster.breakers.thresholds(Priority::Default).connections;
+                if host
+                    .pool
+                    .closed(|open| connections.can_create() || open == 0)
+                {
+                    cluster.spawn_h1_connect(host.clone());
+                }
+            }
         });
         Ok(sender)
+    }
+
+    async fn send_h1(
+        self: &Arc<Self>,
+        host: &Arc<Host>,
+        mut request: Request<Body>,
+        limits: &Thresholds,
+    ) -> Result<Response<Body>, UpstreamError> {
+        // A pooled connection may have been closed by the endpoint just now; the request is
+        // handed back unsent in that case and goes out on another connection.
+        for _ in 0..3 {
+            let (mut conn, reused) = self.acquire_h1(host, limits).await?;
+            if !reused {
+                self.report(host, Outcome::ConnectSuccess);
+            }
+            if let Err(error) = conn.sender.ready().await {
+                if reused {
+                    continue;
+                }
+                return Err(UpstreamError::Reset(error));
+            }
+            let Some(active) = limits.requests.try_acquire() else {
+                host.pool.release(conn);
+                self.stats.upstream_rq_active_overflow.inc();
+                return Err(UpstreamError::Overflow);
+            };
+            match conn.sender.try_send_request(request).await {
+                Ok(response) => {
+                    conn.requests += 1;
+                    let limit_reached = self
+                        .max_requests_per_connection
+                        .is_some_and(|max| conn.requests >= max);
+                    if limit_reached {
+                        self.stats.upstream_cx_max_requests.inc();
+                    }
+                    let keep_alive = !connection_close(response.headers()) && !limit_reached;
+                    let (parts, incoming) = response.into_parts();
+                    let mut body = Body::incoming(incoming).observe(Hold(Some(active)));
+                    if keep_alive && parts.status != http::StatusCode::SWITCHING_PROTOCOLS {
+                        body = body.observe(ReturnToPool::new(host, conn));
+                    }
+                    return Ok(Response::from_parts(parts, body));
+                }
+                Err(mut error) => match error.take_message() {
+                    Some(unsent) if reused => request = unsent,
+                    _ => return Err(UpstreamError::Reset(error.into_error())),
+                },
+            }
+        }
+        Err(UpstreamError::Connect(ConnectError::Tcp(
+            std::io::Error::new(
+                std::io::ErrorKind::ConnectionReset,
+                "pooled connections kept closing",
+            ),
+        )))
     }
 
     async fn send_h2(
         &self,
         host: &Arc<Host>,
         request: Request<Body>,
+        limits: &Thresholds,
     ) -> Result<Response<Body>, UpstreamError> {
         let mut sender = match host.pool.h2() {
             Some(sender) => sender,
@@ -760,6 +1158,7 @@ impl Cluster {
                     Some(sender) => sender,
                     None => {
                         let (io, _) = self.open(host).await?;
+                        self.report(host, Outcome::ConnectSuccess);
                         let (sender, connection) = http2::Builder::new(TokioExecutor::new())
                             .handshake(TokioIo::new(io))
                             .await
@@ -768,6 +1167,10 @@ impl Cluster {
                         let guards = (
                             GaugeGuard::new(&self.stats.upstream_cx_active),
                             GaugeGuard::new(&host.stats.cx_active),
+                            self.breakers
+                                .thresholds(Priority::Default)
+                                .connections
+                                .acquire(),
                         );
                         tokio::spawn(async move {
                             let _ = connection.await;
@@ -779,13 +1182,20 @@ impl Cluster {
                 }
             }
         };
+        let Some(active) = limits.requests.try_acquire() else {
+            self.stats.upstream_rq_active_overflow.inc();
+            return Err(UpstreamError::Overflow);
+        };
         sender.ready().await.map_err(UpstreamError::Reset)?;
         let response = sender
             .send_request(request)
             .await
             .map_err(UpstreamError::Reset)?;
         let (parts, incoming) = response.into_parts();
-        Ok(Response::from_parts(parts, Body::incoming(incoming)))
+        Ok(Response::from_parts(
+            parts,
+            Body::incoming(incoming).observe(Hold(Some(active))),
+        ))
     }
 }
 
@@ -796,13 +1206,24 @@ fn connection_close(headers: &http::HeaderMap) -> bool {
     })
 }
 
-fn protocol_options(config: &ClusterProto) -> Result<(Protocol, Option<Duration>), ConfigError> {
-    let mut protocol = if config.http2_protocol_options.is_some() {
-        Protocol::Http2
-    } else {
-        Protocol::Http1
+/// What `typed_extension_protocol_options` says about talking to endpoints.
+#[derive(Debug)]
+struct ProtocolOptions {
+    protocol: Protocol,
+    idle_timeout: Option<Duration>,
+    max_requests_per_connection: Option<u32>,
+}
+
+fn protocol_options(config: &ClusterProto) -> Result<ProtocolOptions, ConfigError> {
+    let mut options = ProtocolOptions {
+        protocol: if config.http2_protocol_options.is_some() {
+            Protocol::Http2
+        } else {
+            Protocol::Http1
+        },
+        idle_timeout: Some(Duration::from_secs(3600)),
+        max_requests_per_connection: None,
     };
-    let mut idle_timeout = Some(Duration::from_secs(3600));
     for (name, any) in &config.typed_extension_protocol_options {
         if config::type_name(any) != support::HTTP_PROTOCOL_OPTIONS {
             return Err(ConfigError::unsupported(format!(
@@ -810,12 +1231,11 @@ fn protocol_options(config: &ClusterProto) -> Result<(Protocol, Option<Duration>
                 any.type_url
             )));
         }
-        let options: HttpProtocolOptions =
-            config::typed_config(Some(any), name)?.unwrap_or_default();
-        match options.upstream_protocol_options {
+        let http: HttpProtocolOptions = config::typed_config(Some(any), name)?.unwrap_or_default();
+        match http.upstream_protocol_options {
             Some(http_protocol_options::UpstreamProtocolOptions::ExplicitHttpConfig(explicit)) => {
                 use http_protocol_options::explicit_http_config::ProtocolConfig;
-                protocol = match explicit.protocol_config {
+                options.protocol = match explicit.protocol_config {
                     Some(ProtocolConfig::Http2ProtocolOptions(_)) => Protocol::Http2,
                     Some(ProtocolConfig::HttpProtocolOptions(_)) | None => Protocol::Http1,
                     Some(ProtocolConfig::Http3ProtocolOptions(_)) => {
@@ -826,7 +1246,7 @@ fn protocol_options(config: &ClusterProto) -> Result<(Protocol, Option<Duration>
             Some(http_protocol_options::UpstreamProtocolOptions::UseDownstreamProtocolConfig(
                 _,
             )) => {
-                protocol = Protocol::Downstream;
+                options.protocol = Protocol::Downstream;
             }
             Some(http_protocol_options::UpstreamProtocolOptions::AutoConfig(_)) => {
                 return Err(ConfigError::unsupported(
@@ -835,13 +1255,37 @@ fn protocol_options(config: &ClusterProto) -> Result<(Protocol, Option<Duration>
             }
             None => {}
         }
-        if let Some(common) = &options.common_http_protocol_options {
+        if let Some(common) = &http.common_http_protocol_options {
             if let Some(t) = &common.idle_timeout {
-                idle_timeout = Some(config::duration(t)).filter(|d| !d.is_zero());
+                options.idle_timeout = Some(config::duration(t)).filter(|d| !d.is_zero());
+            }
+            if let Some(max) = &common.max_requests_per_connection {
+                options.max_requests_per_connection = Some(max.value);
+            }
+            if common.max_stream_duration.is_some() || common.max_headers_count.is_some() {
+                return Err(ConfigError::unsupported(
+                    "common_http_protocol_options max_stream_duration and max_headers_count on clusters",
+                ));
             }
         }
     }
-    Ok((protocol, idle_timeout))
+    Ok(options)
+}
+
+/// The assignment's overprovisioning factor (percent), 140 unless set.
+fn overprovisioning_factor(assignment: &ClusterLoadAssignment) -> Result<u32, ConfigError> {
+    let Some(policy) = &assignment.policy else {
+        return Ok(lb::DEFAULT_OVERPROVISIONING);
+    };
+    if !policy.drop_overloads.is_empty() || policy.weighted_priority_health {
+        return Err(ConfigError::unsupported(
+            "load assignment policy drop_overloads and weighted_priority_health",
+        ));
+    }
+    Ok(policy
+        .overprovisioning_factor
+        .map_or(lb::DEFAULT_OVERPROVISIONING, |f| f.value)
+        .max(1))
 }
 
 fn endpoint_target(
@@ -873,9 +1317,8 @@ fn endpoint_target(
 fn hosts_from_assignment(
     assignment: &ClusterLoadAssignment,
     previous: &[Arc<Host>],
-    allow_names: bool,
+    initial_flags: u8,
 ) -> Result<Vec<Arc<Host>>, ConfigError> {
-    let _ = allow_names;
     let mut hosts = Vec::new();
     for locality_endpoints in &assignment.endpoints {
         let locality = locality_endpoints
@@ -883,6 +1326,10 @@ fn hosts_from_assignment(
             .as_ref()
             .map(|l| format!("{}/{}/{}", l.region, l.zone, l.sub_zone))
             .unwrap_or_default();
+        let locality_weight = locality_endpoints
+            .load_balancing_weight
+            .as_ref()
+            .map_or(0, |w| w.value);
         for lb_endpoint in &locality_endpoints.lb_endpoints {
             let Some((ip, port)) = endpoint_target(lb_endpoint)? else {
                 continue;
@@ -912,64 +1359,66 @@ fn hosts_from_assignment(
                 .max(1);
             hosts.push(reuse_or_new(
                 previous,
-                SocketAddr::new(ip, port),
-                hostname,
-                weight,
-                health,
-                locality_endpoints.priority,
-                locality.clone(),
+                Endpoint {
+                    address: SocketAddr::new(ip, port),
+                    hostname,
+                    weight,
+                    health,
+                    priority: locality_endpoints.priority,
+                    locality: locality.clone(),
+                    locality_weight,
+                },
+                initial_flags,
             ));
         }
     }
     Ok(hosts)
 }
 
-/// The endpoint of `previous` at `address` when nothing about it changed (keeping its
-/// connections and counters), otherwise a new one.
-fn reuse_or_new(
-    previous: &[Arc<Host>],
+/// What configuration says about an endpoint.
+#[derive(Debug)]
+struct Endpoint {
     address: SocketAddr,
     hostname: Option<String>,
     weight: u32,
     health: Health,
     priority: u32,
     locality: String,
-) -> Arc<Host> {
+    locality_weight: u32,
+}
+
+/// The endpoint of `previous` at `address` when nothing about it changed (keeping its
+/// connections, counters and health), otherwise a new one.
+fn reuse_or_new(previous: &[Arc<Host>], endpoint: Endpoint, initial_flags: u8) -> Arc<Host> {
     previous
         .iter()
         .find(|h| {
-            h.address == address
-                && h.hostname == hostname
-                && h.weight == weight
-                && h.health == health
-                && h.priority == priority
-                && h.locality == locality
+            h.address == endpoint.address
+                && h.hostname == endpoint.hostname
+                && h.weight == endpoint.weight
+                && h.health == endpoint.health
+                && h.priority == endpoint.priority
+                && h.locality == endpoint.locality
+                && h.locality_weight == endpoint.locality_weight
         })
         .cloned()
-        .unwrap_or_else(|| {
-            Arc::new(new_host(
-                address, hostname, weight, health, priority, locality,
-            ))
-        })
+        .unwrap_or_else(|| Arc::new(new_host(endpoint, initial_flags)))
 }
 
-fn new_host(
-    address: SocketAddr,
-    hostname: Option<String>,
-    weight: u32,
-    health: Health,
-    priority: u32,
-    locality: String,
-) -> Host {
+fn new_host(endpoint: Endpoint, flags: u8) -> Host {
     Host {
-        address,
-        hostname,
-        weight,
-        health,
-        priority,
-        locality,
+        address: endpoint.address,
+        hostname: endpoint.hostname,
+        weight: endpoint.weight,
+        health: endpoint.health,
+        priority: endpoint.priority,
+        locality: endpoint.locality,
+        locality_weight: endpoint.locality_weight,
         stats: HostStats::default(),
         pool: Pool::default(),
+        outlier: HostMonitor::default(),
+        health_check: health_check::HostCheck::default(),
+        flags: AtomicU8::new(flags),
     }
 }
 
@@ -977,6 +1426,3 @@ fn new_host(
 pub fn elapsed_millis(since: Instant) -> u128 {
     since.elapsed().as_millis()
 }
-
-#[cfg(test)]
-mod tests;

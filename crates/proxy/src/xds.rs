@@ -57,7 +57,7 @@ async fn run(proxy: Arc<Proxy>, settings: AdsSettings, ready: oneshot::Sender<()
         let address = proxy
             .registry
             .find_cluster(&settings.cluster)
-            .and_then(|c| c.choose_host(None))
+            .and_then(|c| c.choose_host(None, &crate::upstream::Selection::default()))
             .map(|h| h.address);
         let outcome = match address {
             None => Err(format!(

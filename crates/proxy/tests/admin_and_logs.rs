@@ -198,15 +198,15 @@ static_resources:
     type: STATIC
     connect_timeout: 1s
     lb_policy: ROUND_ROBIN
-    health_checks: [{timeout: 1s, interval: 1s, tcp_health_check: {}}]
+    preconnect_policy: {per_upstream_preconnect_ratio: 1.5}
 "#;
     let error = bosun_proxy::bootstrap::load(None, Some(yaml))
         .unwrap_err()
         .to_string();
     assert_eq!(
         error,
-        "--config-yaml: static_resources.clusters[0].health_checks: field \"health_checks\" of \
-         envoy.config.cluster.v3.Cluster is not supported by bosun proxy"
+        "--config-yaml: static_resources.clusters[0].preconnect_policy: field \"preconnect_policy\" \
+         of envoy.config.cluster.v3.Cluster is not supported by bosun proxy"
     );
     let yaml = r#"
 static_resources:

@@ -11,6 +11,7 @@ use crate::body::Body;
 pub struct LocalReply {
     status: StatusCode,
     body: String,
+    grpc_status: Option<u32>,
 }
 
 impl LocalReply {
@@ -19,7 +20,14 @@ impl LocalReply {
         LocalReply {
             status,
             body: body.into(),
+            grpc_status: None,
         }
+    }
+
+    /// Uses this gRPC status for gRPC requests instead of the one mapped from the HTTP status.
+    pub fn with_grpc_status(mut self, status: u32) -> Self {
+        self.grpc_status = Some(status);
+        self
     }
 
     /// The response; for gRPC requests a trailers-only response carrying `grpc-status`.
@@ -33,7 +41,10 @@ impl LocalReply {
             );
             headers.insert(
                 "grpc-status",
-                HeaderValue::from(grpc_status_for(self.status)),
+                HeaderValue::from(
+                    self.grpc_status
+                        .unwrap_or_else(|| grpc_status_for(self.status)),
+                ),
             );
             if !self.body.is_empty() {
                 if let Ok(message) = HeaderValue::from_str(&percent_encode(&self.body)) {

@@ -26,6 +26,15 @@ pub enum ConnectError {
 }
 
 impl ConnectError {
+    /// The same error again, for every request that waited on one connection.
+    pub fn duplicate(&self) -> ConnectError {
+        match self {
+            ConnectError::Timeout => ConnectError::Timeout,
+            ConnectError::Tcp(e) => ConnectError::Tcp(io::Error::new(e.kind(), e.to_string())),
+            ConnectError::Tls(e) => ConnectError::Tls(io::Error::new(e.kind(), e.to_string())),
+        }
+    }
+
     /// Envoy's `transport failure reason` text.
     pub fn reason(&self) -> String {
         match self {

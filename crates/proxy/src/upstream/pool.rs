@@ -1,28 +1,59 @@
-//! Connection pools of one endpoint: idle HTTP/1.1 connections kept alive for reuse, and one
-//! multiplexed HTTP/2 connection.
+//! Connection pools of one endpoint: HTTP/1.1 connections kept alive for reuse with a queue of
+//! requests waiting for one (Envoy's pending requests), and one multiplexed HTTP/2 connection.
 //!
-//! Taking a connection out of the pool is a short critical section on the endpoint's pool, the
-//! only lock on the request path; configuration is never read under it.
+//! As in Envoy, a connection is not tied to the request that caused it to be opened: whoever
+//! waits longest gets the next connection that becomes free, new or returned. The pool's state
+//! is a short critical section; configuration is never read under it.
 
+use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use hyper::client::conn::{http1, http2};
+use tokio::sync::oneshot;
 
+use super::connect::ConnectError;
 use crate::body::{Body, BodyEnd, BodyObserver};
 
 /// Idle connections kept per endpoint beyond which returned ones are closed.
 const MAX_IDLE_PER_HOST: usize = 1024;
 
-struct Idle {
-    sender: http1::SendRequest<Body>,
+/// An HTTP/1.1 connection with the number of requests it carried.
+#[derive(Debug)]
+pub struct H1Conn {
+    /// Where requests go.
+    pub sender: http1::SendRequest<Body>,
+    /// Requests sent on it so far.
+    pub requests: u32,
     since: Instant,
+}
+
+impl H1Conn {
+    /// A fresh connection.
+    pub fn new(sender: http1::SendRequest<Body>) -> Self {
+        H1Conn {
+            sender,
+            requests: 0,
+            since: Instant::now(),
+        }
+    }
+}
+
+type Waiter = oneshot::Sender<Result<H1Conn, ConnectError>>;
+
+#[derive(Default)]
+struct H1State {
+    idle: Vec<H1Conn>,
+    waiters: VecDeque<Waiter>,
+    /// Connections open or being opened.
+    open: usize,
+    connecting: usize,
 }
 
 /// The connections of one endpoint.
 #[derive(Default)]
 pub struct Pool {
-    h1_idle: Mutex<Vec<Idle>>,
+    h1: Mutex<H1State>,
     h2: Mutex<Option<http2::SendRequest<Body>>>,
     /// Serializes opening the HTTP/2 connection so concurrent first requests share one.
     pub(crate) h2_connecting: tokio::sync::Mutex<()>,
@@ -39,36 +70,99 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// What [`Pool::wait`] decided.
+#[derive(Debug)]
+pub struct Queued {
+    /// Resolves with a connection (or the failure of the one opened for the queue).
+    pub ticket: oneshot::Receiver<Result<H1Conn, ConnectError>>,
+    /// Whether the caller must open a connection for the queue.
+    pub connect: bool,
+}
+
 impl Pool {
     /// An idle HTTP/1.1 connection younger than `idle_timeout`, most recently used first.
-    pub fn take_h1(&self, idle_timeout: Option<Duration>) -> Option<http1::SendRequest<Body>> {
-        let mut idle = lock(&self.h1_idle);
-        while let Some(entry) = idle.pop() {
+    pub fn take_h1(&self, idle_timeout: Option<Duration>) -> Option<H1Conn> {
+        let mut state = lock(&self.h1);
+        while let Some(entry) = state.idle.pop() {
             let expired = idle_timeout.is_some_and(|t| entry.since.elapsed() >= t);
             if !expired && !entry.sender.is_closed() {
-                return Some(entry.sender);
+                return Some(entry);
             }
         }
         None
     }
 
-    /// Returns an HTTP/1.1 connection for reuse.
-    pub fn put_h1(&self, sender: http1::SendRequest<Body>) {
-        if sender.is_closed() {
+    /// Queues a request for a connection. `may_open(open)` says whether a new connection may
+    /// be opened given the endpoint's open ones (circuit breakers); one is asked for only when
+    /// the queue outgrows the connections being opened.
+    pub fn wait(&self, may_open: impl FnOnce(usize) -> bool) -> Queued {
+        let (sender, ticket) = oneshot::channel();
+        let mut state = lock(&self.h1);
+        state.waiters.retain(|w| !w.is_closed());
+        state.waiters.push_back(sender);
+        let connect = state.waiters.len() > state.connecting && may_open(state.open);
+        if connect {
+            state.open += 1;
+            state.connecting += 1;
+        }
+        Queued { ticket, connect }
+    }
+
+    /// The outcome of a connection opened for the queue: it goes to the longest waiter; a
+    /// failure fails every waiter (Envoy purges pending requests on a connect failure).
+    pub fn opened(&self, result: Result<H1Conn, ConnectError>) {
+        let mut state = lock(&self.h1);
+        state.connecting = state.connecting.saturating_sub(1);
+        match result {
+            Ok(conn) => hand_over(&mut state, conn),
+            Err(error) => {
+                state.open = state.open.saturating_sub(1);
+                for waiter in state.waiters.drain(..) {
+                    let _ = waiter.send(Err(error.duplicate()));
+                }
+            }
+        }
+    }
+
+    /// Gives back a connection whose response ended: to the longest waiter, else idle.
+    pub fn release(&self, conn: H1Conn) {
+        if conn.sender.is_closed() {
             return;
         }
-        let mut idle = lock(&self.h1_idle);
-        if idle.len() < MAX_IDLE_PER_HOST {
-            idle.push(Idle {
-                sender,
-                since: Instant::now(),
-            });
+        hand_over(&mut lock(&self.h1), conn);
+    }
+
+    /// A connection closed; returns whether waiters need a new one, which is then counted as
+    /// being opened when `may_open(open)` allows it.
+    pub fn closed(&self, may_open: impl FnOnce(usize) -> bool) -> bool {
+        let mut state = lock(&self.h1);
+        state.open = state.open.saturating_sub(1);
+        state.waiters.retain(|w| !w.is_closed());
+        let connect = state.waiters.len() > state.connecting && may_open(state.open);
+        if connect {
+            state.open += 1;
+            state.connecting += 1;
         }
+        connect
+    }
+
+    /// Counts a connection opened outside the queue (a stale pooled one being replaced).
+    pub fn opening_direct(&self) {
+        lock(&self.h1).open += 1;
     }
 
     /// Number of idle HTTP/1.1 connections.
     pub fn idle_h1(&self) -> usize {
-        lock(&self.h1_idle).len()
+        lock(&self.h1).idle.len()
+    }
+
+    /// Requests waiting for an HTTP/1.1 connection.
+    pub fn waiting(&self) -> usize {
+        lock(&self.h1)
+            .waiters
+            .iter()
+            .filter(|w| !w.is_closed())
+            .count()
     }
 
     /// The HTTP/2 connection, if open.
@@ -91,8 +185,22 @@ impl Pool {
 
     /// Closes every idle connection (the endpoint left the cluster).
     pub fn clear(&self) {
-        lock(&self.h1_idle).clear();
+        lock(&self.h1).idle.clear();
         *lock(&self.h2) = None;
+    }
+}
+
+fn hand_over(state: &mut H1State, mut conn: H1Conn) {
+    while let Some(waiter) = state.waiters.pop_front() {
+        match waiter.send(Ok(conn)) {
+            Ok(()) => return,
+            Err(Ok(back)) => conn = back,
+            Err(Err(_)) => return,
+        }
+    }
+    if state.idle.len() < MAX_IDLE_PER_HOST && !conn.sender.is_closed() {
+        conn.since = Instant::now();
+        state.idle.push(conn);
     }
 }
 
@@ -100,15 +208,15 @@ impl Pool {
 #[derive(Debug)]
 pub struct ReturnToPool {
     pool: Weak<super::Host>,
-    sender: Option<http1::SendRequest<Body>>,
+    conn: Option<H1Conn>,
 }
 
 impl ReturnToPool {
-    /// Watches a response read over `sender`, which goes back to `host`'s pool at the end.
-    pub fn new(host: &Arc<super::Host>, sender: http1::SendRequest<Body>) -> Self {
+    /// Watches a response read over `conn`, which goes back to `host`'s pool at the end.
+    pub fn new(host: &Arc<super::Host>, conn: H1Conn) -> Self {
         ReturnToPool {
             pool: Arc::downgrade(host),
-            sender: Some(sender),
+            conn: Some(conn),
         }
     }
 }
@@ -119,8 +227,18 @@ impl BodyObserver for ReturnToPool {
             // The connection is mid-message; it cannot carry another request.
             return;
         }
-        if let (Some(host), Some(sender)) = (self.pool.upgrade(), self.sender.take()) {
-            host.pool.put_h1(sender);
+        if let (Some(host), Some(conn)) = (self.pool.upgrade(), self.conn.take()) {
+            host.pool.release(conn);
         }
+    }
+}
+
+/// Keeps something (a circuit-breaker unit, a gauge guard) until a body ends.
+#[derive(Debug)]
+pub struct Hold<T: Send + 'static>(pub Option<T>);
+
+impl<T: Send + 'static> BodyObserver for Hold<T> {
+    fn on_end(&mut self, _end: BodyEnd) {
+        self.0.take();
     }
 }
