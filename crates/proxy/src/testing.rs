@@ -17,10 +17,34 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+/// How a [`TestUpstream`] misbehaves, whatever the path asks.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Mode {
+    /// As the path says.
+    #[default]
+    Normal,
+    /// Every request gets this status.
+    Status(u16),
+    /// Every `every`-th request (the 1st, the `every + 1`-th, …) gets `status`.
+    FailEvery {
+        /// Period.
+        every: u64,
+        /// Status of the failing ones.
+        status: u16,
+    },
+    /// Requests are never answered.
+    Hang,
+    /// Connections are closed without an answer.
+    Reset,
+    /// Answers come after this many milliseconds.
+    DelayMs(u64),
+}
+
 /// An HTTP/1.1 and HTTP/2 server on 127.0.0.1 that answers with `x-upstream: <name>` and a JSON
 /// description of the request. `/status/<code>` answers that code, `/delay/<ms>` waits first,
-/// `/reset` closes the connection without answering; `Upgrade: websocket` is accepted and echoed;
-/// gRPC requests get their message echoed with `grpc-status: 0`.
+/// `/reset` closes the connection without answering, `/hang` never answers; `Upgrade: websocket`
+/// is accepted and echoed; gRPC requests get their message echoed with `grpc-status: 0`. A
+/// [`Mode`] makes it misbehave for every request.
 #[derive(Debug)]
 pub struct TestUpstream {
     /// Its name (in `x-upstream`).
@@ -29,6 +53,14 @@ pub struct TestUpstream {
     pub address: SocketAddr,
     /// Requests served.
     pub requests: Arc<AtomicU64>,
+    /// Connections accepted.
+    pub connections: Arc<AtomicU64>,
+    /// Requests being answered now.
+    pub active: Arc<AtomicU64>,
+    /// The highest number of requests answered at once.
+    pub max_active: Arc<AtomicU64>,
+    last: Arc<std::sync::Mutex<Option<serde_json::Value>>>,
+    mode: Arc<std::sync::Mutex<Mode>>,
     stop: watch::Sender<bool>,
 }
 
@@ -44,20 +76,40 @@ impl TestUpstream {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let address = listener.local_addr()?;
         let requests = Arc::new(AtomicU64::new(0));
+        let connections = Arc::new(AtomicU64::new(0));
+        let active = Arc::new(AtomicU64::new(0));
+        let max_active = Arc::new(AtomicU64::new(0));
+        let mode = Arc::new(std::sync::Mutex::new(Mode::Normal));
+        let last = Arc::new(std::sync::Mutex::new(None));
         let (stop, mut stopped) = watch::channel(false);
         let name_owned = name.to_owned();
-        let counter = requests.clone();
+        let counters = Counters {
+            requests: requests.clone(),
+            active: active.clone(),
+            max_active: max_active.clone(),
+            last: last.clone(),
+            mode: mode.clone(),
+        };
+        let accepted_count = connections.clone();
         tokio::spawn(async move {
             loop {
                 tokio::select! {
                     accepted = listener.accept() => {
                         let Ok((stream, peer)) = accepted else { continue };
+                        accepted_count.fetch_add(1, Ordering::Relaxed);
                         let name = name_owned.clone();
-                        let counter = counter.clone();
+                        let counters = counters.clone();
                         tokio::spawn(async move {
                             let service = hyper::service::service_fn(move |req| {
-                                counter.fetch_add(1, Ordering::Relaxed);
-                                answer(req, name.clone(), peer)
+                                let n = counters.requests.fetch_add(1, Ordering::Relaxed) + 1;
+                                let mode = *counters.mode.lock().unwrap_or_else(|e| e.into_inner());
+                                let guard = ActiveGuard::new(&counters);
+                                let name = name.clone();
+                                let last = counters.last.clone();
+                                async move {
+                                    let _guard = guard;
+                                    answer(req, name, peer, mode, n, last).await
+                                }
                             });
                             let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                                 .serve_connection_with_upgrades(TokioIo::new(stream), service)
@@ -72,6 +124,11 @@ impl TestUpstream {
             name: name.to_owned(),
             address,
             requests,
+            connections,
+            active,
+            max_active,
+            last,
+            mode,
             stop,
         })
     }
@@ -79,6 +136,41 @@ impl TestUpstream {
     /// Requests served so far.
     pub fn count(&self) -> u64 {
         self.requests.load(Ordering::Relaxed)
+    }
+
+    /// The JSON description of the last request it answered (as in its response bodies).
+    pub fn last_request(&self) -> Option<serde_json::Value> {
+        self.last.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Makes every request misbehave as `mode` says (or behave, with [`Mode::Normal`]).
+    pub fn set_mode(&self, mode: Mode) {
+        *self.mode.lock().unwrap_or_else(|e| e.into_inner()) = mode;
+    }
+}
+
+#[derive(Clone)]
+struct Counters {
+    requests: Arc<AtomicU64>,
+    active: Arc<AtomicU64>,
+    max_active: Arc<AtomicU64>,
+    last: Arc<std::sync::Mutex<Option<serde_json::Value>>>,
+    mode: Arc<std::sync::Mutex<Mode>>,
+}
+
+struct ActiveGuard(Arc<AtomicU64>);
+
+impl ActiveGuard {
+    fn new(counters: &Counters) -> Self {
+        let now = counters.active.fetch_add(1, Ordering::Relaxed) + 1;
+        counters.max_active.fetch_max(now, Ordering::Relaxed);
+        ActiveGuard(counters.active.clone())
+    }
+}
+
+impl Drop for ActiveGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -88,8 +180,27 @@ async fn answer(
     mut request: Request<Incoming>,
     name: String,
     peer: SocketAddr,
+    mode: Mode,
+    number: u64,
+    last: Arc<std::sync::Mutex<Option<serde_json::Value>>>,
 ) -> Result<Response<BoxBody>, std::io::Error> {
     let path = request.uri().path().to_owned();
+    let mut forced_status = None;
+    match mode {
+        Mode::Normal => {}
+        Mode::Status(status) => forced_status = Some(status),
+        Mode::FailEvery { every, status } => {
+            if every > 0 && (number - 1).is_multiple_of(every) {
+                forced_status = Some(status);
+            }
+        }
+        Mode::Hang => std::future::pending::<()>().await,
+        Mode::Reset => return Err(std::io::Error::other("reset requested")),
+        Mode::DelayMs(ms) => tokio::time::sleep(Duration::from_millis(ms)).await,
+    }
+    if path == "/hang" {
+        std::future::pending::<()>().await;
+    }
     let full = |status: StatusCode, body: String| {
         let mut response = Response::new(
             Full::new(Bytes::from(body))
@@ -168,9 +279,11 @@ async fn answer(
         set_upstream(&mut response, &name);
         return Ok(response);
     }
-    let status = path
-        .strip_prefix("/status/")
-        .and_then(|code| code.parse::<u16>().ok())
+    let status = forced_status
+        .or_else(|| {
+            path.strip_prefix("/status/")
+                .and_then(|code| code.parse::<u16>().ok())
+        })
         .and_then(|code| StatusCode::from_u16(code).ok())
         .unwrap_or(StatusCode::OK);
     let description = serde_json::json!({
@@ -182,6 +295,7 @@ async fn answer(
         "body_bytes": body.len(),
         "peer": peer.to_string(),
     });
+    *last.lock().unwrap_or_else(|e| e.into_inner()) = Some(description.clone());
     let mut response = full(status, description.to_string());
     set_upstream(&mut response, &name);
     response.headers_mut().insert(
