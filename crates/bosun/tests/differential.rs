@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use bosun_proxy::testing::{Answer, TestUpstream, envoy_binary, eventually, send};
+use bosun_proxy::testing::{Answer, Mode, TestUpstream, envoy_binary, eventually, send};
 use bytes::Bytes;
 use http::{Request, Version};
 use http_body_util::Full;
@@ -24,6 +24,7 @@ use serde::Deserialize;
 struct ProxyProcess {
     child: Child,
     listeners: BTreeMap<String, SocketAddr>,
+    admin: SocketAddr,
     _dir: tempfile::TempDir,
 }
 
@@ -61,7 +62,14 @@ async fn launch(kind: Kind, bootstrap: &str) -> ProxyProcess {
         }
         Kind::Envoy => {
             let mut c = Command::new(envoy());
-            c.args(["--disable-hot-restart", "--concurrency", "1"]);
+            // Access logs reach the file within 50 ms (Envoy's default is every 10 s).
+            c.args([
+                "--disable-hot-restart",
+                "--concurrency",
+                "1",
+                "--file-flush-interval-msec",
+                "50",
+            ]);
             c
         }
     };
@@ -79,6 +87,7 @@ async fn launch(kind: Kind, bootstrap: &str) -> ProxyProcess {
     let mut process = ProxyProcess {
         child,
         listeners: BTreeMap::new(),
+        admin: SocketAddr::from(([127, 0, 0, 1], 0)),
         _dir: dir,
     };
     let admin: SocketAddr = eventually(Duration::from_secs(20), || async {
@@ -88,6 +97,7 @@ async fn launch(kind: Kind, bootstrap: &str) -> ProxyProcess {
     })
     .await
     .unwrap_or_else(|| panic!("{kind:?} did not start: {}", log_of(&process)));
+    process.admin = admin;
     let listeners = eventually(Duration::from_secs(20), || async {
         let answer = bosun_proxy::testing::get(admin, "admin", "/listeners?format=json")
             .await
@@ -125,7 +135,7 @@ struct Case {
     requests: Vec<Probe>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize)]
 struct Probe {
     name: String,
     #[serde(default = "default_listener")]
@@ -147,8 +157,25 @@ struct Probe {
     /// How often to send it (distributions); answers are then compared as counts per upstream.
     #[serde(default)]
     repeat: Option<usize>,
+    /// With `repeat`: this many clients at once, each sending `repeat` requests in turn.
+    #[serde(default)]
+    concurrency: Option<usize>,
+    /// With `repeat`: what answers are counted by, `upstream` (default) or `status`.
+    #[serde(default)]
+    count_by: Option<String>,
+    /// With `repeat`: the largest difference allowed between the two proxies' counts, as a share
+    /// of all answers (instead of the binomial bound), for timing-dependent loads.
+    #[serde(default)]
+    tolerance: Option<f64>,
+    /// Waits this long before observing (asynchronous effects: mirrors, ejections).
+    #[serde(default)]
+    settle_ms: Option<u64>,
     /// Things both must agree on: `status`, `upstream`, `body`, `header:<name>`,
-    /// `upstream-header:<name>`, `upstream-path`, `has-header:<name>`, `grpc-status`.
+    /// `upstream-header:<name>`, `upstream-path`, `has-header:<name>`, `grpc-status`; and, about
+    /// the proxy rather than the answer: `flags` (the access log's `%RESPONSE_FLAGS%`),
+    /// `upstream-count:<upstream>` (requests it got for this probe), `last-host:<upstream>` (the
+    /// `Host` of the last request it got), `stat:<name>` (a counter or gauge of `/stats`) and
+    /// `health:<cluster>:<upstream>` (the endpoint's `health_flags` in `/clusters`).
     compare: Vec<String>,
     /// What both must show (same keys as `compare`).
     #[serde(default)]
@@ -210,10 +237,16 @@ fn observe(answer: &Answer, key: &str) -> String {
 }
 
 async fn probe(process: &ProxyProcess, probe: &Probe) -> Result<Answer, String> {
-    let address = *process
-        .listeners
+    probe_at(&process.listeners, probe).await
+}
+
+async fn probe_at(
+    listeners: &BTreeMap<String, SocketAddr>,
+    probe: &Probe,
+) -> Result<Answer, String> {
+    let address = *listeners
         .get(&probe.listener)
-        .unwrap_or_else(|| panic!("no listener {} in {:?}", probe.listener, process.listeners));
+        .unwrap_or_else(|| panic!("no listener {} in {:?}", probe.listener, listeners));
     if let Some(line) = &probe.tcp_line {
         return tcp_exchange(address, line).await;
     }
@@ -281,63 +314,246 @@ fn fill(template: &str, values: &BTreeMap<String, String>) -> String {
     text
 }
 
+/// The upstreams of one proxy under test: `a`, `b`, `c` behave; `flaky` fails every other
+/// request with 503 (counting from each probe), `down` answers 503, `hang` never answers.
+struct Upstreams {
+    http: Vec<TestUpstream>,
+    _echoes: [bosun_proxy::testing::TcpEcho; 2],
+    values: BTreeMap<String, String>,
+}
+
+impl Upstreams {
+    async fn start(access_log: &Path) -> Upstreams {
+        let mut http = Vec::new();
+        for name in ["a", "b", "c", "flaky", "down", "hang"] {
+            http.push(TestUpstream::start(name).await.unwrap());
+        }
+        http[3].set_mode(Mode::FailEvery {
+            every: 2,
+            status: 503,
+        });
+        http[4].set_mode(Mode::Status(503));
+        http[5].set_mode(Mode::Hang);
+        let echoes = [
+            bosun_proxy::testing::TcpEcho::start("one").await.unwrap(),
+            bosun_proxy::testing::TcpEcho::start("two").await.unwrap(),
+        ];
+        let closed = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let mut values = BTreeMap::new();
+        values.insert("ECHO_ONE".into(), echoes[0].address.port().to_string());
+        values.insert("ECHO_TWO".into(), echoes[1].address.port().to_string());
+        for upstream in &http {
+            values.insert(
+                format!("UPSTREAM_{}", upstream.name.to_uppercase()),
+                upstream.address.port().to_string(),
+            );
+        }
+        values.insert("CLOSED_PORT".into(), closed.port().to_string());
+        values.insert("ACCESS_LOG".into(), access_log.display().to_string());
+        Upstreams {
+            http,
+            _echoes: echoes,
+            values,
+        }
+    }
+
+    fn named(&self, name: &str) -> &TestUpstream {
+        self.http
+            .iter()
+            .find(|u| u.name == name)
+            .unwrap_or_else(|| panic!("no upstream {name}"))
+    }
+
+    fn counts(&self) -> BTreeMap<String, u64> {
+        self.http
+            .iter()
+            .map(|u| (u.name.clone(), u.count()))
+            .collect()
+    }
+}
+
+/// One proxy with its own upstreams (so that counts and failure patterns are its own).
+struct Side {
+    label: &'static str,
+    process: ProxyProcess,
+    upstreams: Upstreams,
+    access_log: PathBuf,
+    _log_dir: tempfile::TempDir,
+}
+
+impl Side {
+    async fn start(kind: Kind, template: &str) -> Side {
+        let log_dir = tempfile::tempdir().unwrap();
+        let access_log = log_dir.path().join("access.log");
+        let upstreams = Upstreams::start(&access_log).await;
+        let process = launch(kind, &fill(template, &upstreams.values)).await;
+        Side {
+            label: match kind {
+                Kind::Bosun => "bosun",
+                Kind::Envoy => "envoy",
+            },
+            process,
+            upstreams,
+            access_log,
+            _log_dir: log_dir,
+        }
+    }
+
+    fn log_lines(&self) -> Vec<String> {
+        std::fs::read_to_string(&self.access_log)
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+
+    async fn admin(&self, path: &str) -> String {
+        bosun_proxy::testing::get(self.process.admin, "admin", path)
+            .await
+            .map(|a| a.text())
+            .unwrap_or_default()
+    }
+}
+
+/// What a probe did to a proxy, beyond the answer.
+struct Effects {
+    counts_before: BTreeMap<String, u64>,
+    /// The `x-request-id` the probe was sent with; access log lines start with it.
+    request_id: Option<String>,
+}
+
+/// A request id no other probe uses.
+fn fresh_request_id() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    format!("probe-{nanos:x}-{}", NEXT.fetch_add(1, Ordering::Relaxed))
+}
+
+/// Observes a key about the proxy (not the answer) after a probe.
+async fn observe_side(side: &Side, effects: &Effects, key: &str) -> Option<String> {
+    if key == "flags" {
+        // Envoy writes access logs on a timer; wait for this probe's line (`<id> <flags>`).
+        let id = effects.request_id.clone().unwrap_or_default();
+        let line = eventually(Duration::from_secs(5), || async {
+            side.log_lines()
+                .into_iter()
+                .find_map(|l| l.strip_prefix(&format!("{id} ")).map(str::to_owned))
+        })
+        .await;
+        return Some(line.unwrap_or_else(|| {
+            let lines = side.log_lines();
+            let tail = &lines[lines.len().saturating_sub(3)..];
+            format!("(no access log line for {id}; last lines {tail:?})")
+        }));
+    }
+    if let Some(name) = key.strip_prefix("upstream-count:") {
+        let now = side.upstreams.named(name).count();
+        let before = effects.counts_before.get(name).copied().unwrap_or(0);
+        return Some(now.saturating_sub(before).to_string());
+    }
+    if let Some(name) = key.strip_prefix("last-host:") {
+        let upstream = side.upstreams.named(name);
+        return Some(
+            upstream
+                .last_request()
+                .and_then(|r| r["headers"]["host"].as_str().map(str::to_owned))
+                .unwrap_or_else(|| "-".into()),
+        );
+    }
+    if let Some(name) = key.strip_prefix("stat:") {
+        let text = side.admin(&format!("/stats?filter={name}")).await;
+        return Some(
+            text.lines()
+                .find_map(|l| l.strip_prefix(&format!("{name}: ")))
+                .unwrap_or("-")
+                .to_owned(),
+        );
+    }
+    if let Some(rest) = key.strip_prefix("health:") {
+        let (cluster, upstream) = rest.split_once(':').unwrap();
+        let address = side.upstreams.named(upstream).address;
+        let text = side.admin("/clusters").await;
+        let prefix = format!("{cluster}::{address}::health_flags::");
+        return Some(
+            text.lines()
+                .find_map(|l| l.strip_prefix(&prefix))
+                .unwrap_or("-")
+                .to_owned(),
+        );
+    }
+    None
+}
+
 async fn run_case(file: &Path) {
     let text = std::fs::read_to_string(file).unwrap();
     let case: Case =
         serde_saphyr::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
-    let upstreams = [
-        TestUpstream::start("a").await.unwrap(),
-        TestUpstream::start("b").await.unwrap(),
-        TestUpstream::start("c").await.unwrap(),
+    let sides = [
+        Side::start(Kind::Bosun, &case.bootstrap).await,
+        Side::start(Kind::Envoy, &case.bootstrap).await,
     ];
-    let echoes = [
-        bosun_proxy::testing::TcpEcho::start("one").await.unwrap(),
-        bosun_proxy::testing::TcpEcho::start("two").await.unwrap(),
-    ];
-    let closed = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
-    let mut values = BTreeMap::new();
-    values.insert("ECHO_ONE".into(), echoes[0].address.port().to_string());
-    values.insert("ECHO_TWO".into(), echoes[1].address.port().to_string());
-    for upstream in &upstreams {
-        values.insert(
-            format!("UPSTREAM_{}", upstream.name.to_uppercase()),
-            upstream.address.port().to_string(),
-        );
-    }
-    values.insert("CLOSED_PORT".into(), closed.port().to_string());
-    let bootstrap = fill(&case.bootstrap, &values);
-    let bosun = launch(Kind::Bosun, &bootstrap).await;
-    let envoy = launch(Kind::Envoy, &bootstrap).await;
     let mut failures = Vec::new();
     for p in &case.requests {
         match p.repeat {
             None => {
-                let ours = probe(&bosun, p).await;
-                let theirs = probe(&envoy, p).await;
-                let (ours, theirs) = match (ours, theirs) {
-                    (Ok(o), Ok(t)) => (o, t),
-                    (o, t) => {
-                        failures.push(format!(
-                            "{}: bosun {:?} / envoy {:?}",
-                            p.name,
-                            o.err(),
-                            t.err()
-                        ));
-                        continue;
+                let mut observed: Vec<BTreeMap<String, String>> = Vec::new();
+                for side in &sides {
+                    side.upstreams.named("flaky").reset_count();
+                    let mut p = p.clone();
+                    let request_id = p
+                        .compare
+                        .iter()
+                        .chain(p.expect.keys())
+                        .any(|k| k == "flags")
+                        .then(fresh_request_id);
+                    if let Some(id) = &request_id {
+                        p.headers.insert("x-request-id".into(), id.clone());
                     }
-                };
+                    let p = &p;
+                    let effects = Effects {
+                        counts_before: side.upstreams.counts(),
+                        request_id,
+                    };
+                    let answer = match probe(&side.process, p).await {
+                        Ok(answer) => answer,
+                        Err(error) => {
+                            failures.push(format!("{}: {}: {error}", p.name, side.label));
+                            observed.push(BTreeMap::new());
+                            continue;
+                        }
+                    };
+                    if let Some(ms) = p.settle_ms {
+                        tokio::time::sleep(Duration::from_millis(ms)).await;
+                    }
+                    let mut values = BTreeMap::new();
+                    for key in p.compare.iter().chain(p.expect.keys()) {
+                        let value = match observe_side(side, &effects, key).await {
+                            Some(value) => value,
+                            None => observe(&answer, key),
+                        };
+                        values.insert(key.clone(), value);
+                    }
+                    observed.push(values);
+                }
+                if observed.len() != 2 || observed.iter().any(BTreeMap::is_empty) {
+                    continue;
+                }
                 for key in &p.compare {
-                    let (o, t) = (observe(&ours, key), observe(&theirs, key));
+                    let (o, t) = (&observed[0][key], &observed[1][key]);
                     if o != t {
                         failures.push(format!("{}: {key}: bosun {o:?} / envoy {t:?}", p.name));
                     }
                 }
                 for (key, expected) in &p.expect {
-                    let o = observe(&ours, key);
-                    if &o != expected {
+                    let o = &observed[0][key];
+                    if o != expected {
                         failures.push(format!(
                             "{}: {key}: expected {expected:?}, bosun gave {o:?}",
                             p.name
@@ -346,36 +562,76 @@ async fn run_case(file: &Path) {
                 }
             }
             Some(n) => {
+                let by = p.count_by.as_deref().unwrap_or("upstream");
+                let clients = p.concurrency.unwrap_or(1);
+                let total = n * clients;
                 let mut counts: BTreeMap<&str, BTreeMap<String, usize>> = BTreeMap::new();
-                for (label, process) in [("bosun", &bosun), ("envoy", &envoy)] {
-                    for _ in 0..n {
-                        let answer = probe(process, p).await.unwrap();
+                for side in &sides {
+                    let answers = load(&side.process, p, clients, n).await;
+                    for answer in answers {
+                        let key = match answer {
+                            Ok(answer) => observe(&answer, by),
+                            Err(_) => "error".to_owned(),
+                        };
                         *counts
-                            .entry(label)
+                            .entry(side.label)
                             .or_default()
-                            .entry(observe(&answer, "upstream"))
+                            .entry(key)
                             .or_default() += 1;
                     }
                 }
                 // Random choices: allow 4.5 standard deviations of a binomial (worst case p = ½)
                 // between the two proxies, and against the configured share.
-                let between = (4.5 * (n as f64 / 2.0).sqrt()) as usize;
-                let tolerance = (4.5 * (n as f64 / 4.0).sqrt()) as usize;
+                let between = match p.tolerance {
+                    Some(share) => (share * total as f64) as usize,
+                    None => (4.5 * (total as f64 / 2.0).sqrt()) as usize,
+                };
+                let tolerance = (4.5 * (total as f64 / 4.0).sqrt()) as usize;
                 let names: std::collections::BTreeSet<&String> =
                     counts.values().flat_map(|c| c.keys()).collect();
                 for name in names {
                     let o = counts["bosun"].get(name).copied().unwrap_or(0);
                     let t = counts["envoy"].get(name).copied().unwrap_or(0);
                     if o.abs_diff(t) > between {
-                        failures.push(format!("{}: {name}: bosun {o} / envoy {t} of {n}", p.name));
+                        failures.push(format!(
+                            "{}: {name}: bosun {o} / envoy {t} of {total}",
+                            p.name
+                        ));
                     }
                     if let Some(share) = p.expect.get(&format!("share:{name}")) {
-                        let want = (share.parse::<f64>().unwrap() * n as f64) as usize;
+                        let want = (share.parse::<f64>().unwrap() * total as f64) as usize;
                         if o.abs_diff(want) > tolerance {
                             failures.push(format!(
-                                "{}: {name}: bosun {o}, expected about {want} of {n}",
+                                "{}: {name}: bosun {o}, expected about {want} of {total}",
                                 p.name
                             ));
+                        }
+                    }
+                    if let Some(count) = p.expect.get(&format!("count:{name}")) {
+                        if o.to_string() != *count {
+                            failures.push(format!(
+                                "{}: {name}: bosun {o}, expected {count} of {total}",
+                                p.name
+                            ));
+                        }
+                    }
+                }
+                if p.compare.iter().any(|k| k.starts_with("stat:")) {
+                    let effects = Effects {
+                        counts_before: BTreeMap::new(),
+                        request_id: None,
+                    };
+                    for key in p.compare.iter().filter(|k| k.starts_with("stat:")) {
+                        let o = observe_side(&sides[0], &effects, key).await.unwrap();
+                        let t = observe_side(&sides[1], &effects, key).await.unwrap();
+                        let (Ok(ov), Ok(tv)) = (o.parse::<f64>(), t.parse::<f64>()) else {
+                            if o != t {
+                                failures.push(format!("{}: {key}: bosun {o} / envoy {t}", p.name));
+                            }
+                            continue;
+                        };
+                        if (ov - tv).abs() > between as f64 {
+                            failures.push(format!("{}: {key}: bosun {o} / envoy {t}", p.name));
                         }
                     }
                 }
@@ -389,6 +645,40 @@ async fn run_case(file: &Path) {
         failures.len(),
         failures.join("\n")
     );
+}
+
+/// `clients` clients at once, each sending `n` requests in turn.
+async fn load(
+    process: &ProxyProcess,
+    p: &Probe,
+    clients: usize,
+    n: usize,
+) -> Vec<Result<Answer, String>> {
+    if clients == 1 {
+        let mut answers = Vec::new();
+        for _ in 0..n {
+            answers.push(probe(process, p).await);
+        }
+        return answers;
+    }
+    let process_listeners = process.listeners.clone();
+    let mut tasks = Vec::new();
+    for _ in 0..clients {
+        let listeners = process_listeners.clone();
+        let probe_copy = p.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut answers = Vec::new();
+            for _ in 0..n {
+                answers.push(probe_at(&listeners, &probe_copy).await);
+            }
+            answers
+        }));
+    }
+    let mut all = Vec::new();
+    for task in tasks {
+        all.extend(task.await.unwrap());
+    }
+    all
 }
 
 fn case(name: &str) -> PathBuf {
@@ -425,4 +715,9 @@ async fn tcp_like_envoy() {
 #[tokio::test]
 async fn load_is_split_like_envoy() {
     run_case(&case("weighted.yaml")).await;
+}
+
+#[tokio::test]
+async fn retries_and_timeouts_like_envoy() {
+    run_case(&case("retries.yaml")).await;
 }

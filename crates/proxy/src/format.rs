@@ -18,16 +18,22 @@ pub enum FormatError {
     Malformed(usize),
 }
 
-/// Response flags, as Envoy reports them in `%RESPONSE_FLAGS%`.
+/// Response flags, as Envoy reports them in `%RESPONSE_FLAGS%`: in the order they were set.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-pub struct ResponseFlags(u32);
+pub struct ResponseFlags {
+    bits: u32,
+    /// Flag numbers in the order they were set, 5 bits each, the count in the top 4 bits.
+    order: u64,
+}
+
+const ORDER_SLOTS: u32 = 12;
 
 macro_rules! response_flags {
     ($($name:ident = $bit:expr, $short:literal;)*) => {
         impl ResponseFlags {
             $(
                 #[doc = concat!("`", $short, "`.")]
-                pub const $name: ResponseFlags = ResponseFlags(1 << $bit);
+                pub const $name: ResponseFlags = ResponseFlags::single($bit);
             )*
             const ALL: &'static [(ResponseFlags, &'static str)] = &[$((ResponseFlags::$name, $short)),*];
         }
@@ -64,29 +70,57 @@ response_flags! {
 
 impl ResponseFlags {
     /// No flag.
-    pub const NONE: ResponseFlags = ResponseFlags(0);
+    pub const NONE: ResponseFlags = ResponseFlags { bits: 0, order: 0 };
+
+    const fn single(bit: u32) -> ResponseFlags {
+        ResponseFlags {
+            bits: 1 << bit,
+            order: (bit as u64) | (1 << 60),
+        }
+    }
+
+    fn count(self) -> u32 {
+        (self.order >> 60) as u32
+    }
+
+    fn bit_at(self, slot: u32) -> u32 {
+        ((self.order >> (slot * 5)) & 0x1f) as u32
+    }
 
     /// Whether `flag` is set.
     pub fn contains(self, flag: ResponseFlags) -> bool {
-        self.0 & flag.0 == flag.0 && flag.0 != 0
+        self.bits & flag.bits == flag.bits && flag.bits != 0
     }
 
-    /// Sets `flag`.
+    /// Sets `flag` (after those already set).
     pub fn insert(&mut self, flag: ResponseFlags) {
-        self.0 |= flag.0;
+        for slot in 0..flag.count() {
+            let bit = flag.bit_at(slot);
+            if self.bits & (1 << bit) != 0 {
+                continue;
+            }
+            self.bits |= 1 << bit;
+            let count = self.count();
+            if count < ORDER_SLOTS {
+                self.order = (self.order & !(0xf << 60))
+                    | (u64::from(bit) << (count * 5))
+                    | (u64::from(count + 1) << 60);
+            }
+        }
     }
 
     /// Whether no flag is set.
     pub fn is_empty(self) -> bool {
-        self.0 == 0
+        self.bits == 0
     }
 }
 
 impl std::ops::BitOr for ResponseFlags {
     type Output = ResponseFlags;
 
-    fn bitor(self, rhs: ResponseFlags) -> ResponseFlags {
-        ResponseFlags(self.0 | rhs.0)
+    fn bitor(mut self, rhs: ResponseFlags) -> ResponseFlags {
+        self.insert(rhs);
+        self
     }
 }
 
@@ -96,15 +130,16 @@ impl std::fmt::Display for ResponseFlags {
         if self.is_empty() {
             return f.write_str("-");
         }
-        let mut first = true;
-        for (flag, short) in ResponseFlags::ALL {
-            if self.contains(*flag) {
-                if !first {
-                    f.write_str(",")?;
-                }
-                f.write_str(short)?;
-                first = false;
+        for slot in 0..self.count() {
+            let bit = self.bit_at(slot);
+            if slot > 0 {
+                f.write_str(",")?;
             }
+            let short = ResponseFlags::ALL
+                .iter()
+                .find(|(flag, _)| flag.bits == 1 << bit)
+                .map_or("-", |(_, short)| short);
+            f.write_str(short)?;
         }
         Ok(())
     }

@@ -138,6 +138,11 @@ impl TestUpstream {
         self.requests.load(Ordering::Relaxed)
     }
 
+    /// Starts counting requests from zero again ([`Mode::FailEvery`] counts from here).
+    pub fn reset_count(&self) {
+        self.requests.store(0, Ordering::Relaxed);
+    }
+
     /// The JSON description of the last request it answered (as in its response bodies).
     pub fn last_request(&self) -> Option<serde_json::Value> {
         self.last.lock().unwrap_or_else(|e| e.into_inner()).clone()

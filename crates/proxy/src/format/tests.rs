@@ -49,9 +49,16 @@ fn header_fallbacks_and_truncation() {
 }
 
 #[test]
-fn response_flags_print_in_envoys_order() {
+fn response_flags_print_in_the_order_they_were_set() {
+    // Envoy keeps flags in a list: retries ran out (URX) before the failure was answered (UF).
+    let mut flags = ResponseFlags::NONE;
+    flags.insert(ResponseFlags::UPSTREAM_RETRY_LIMIT_EXCEEDED);
+    flags.insert(ResponseFlags::UPSTREAM_CONNECTION_FAILURE);
+    flags.insert(ResponseFlags::UPSTREAM_RETRY_LIMIT_EXCEEDED);
+    assert_eq!(flags.to_string(), "URX,UF");
+    assert!(flags.contains(ResponseFlags::UPSTREAM_CONNECTION_FAILURE));
     let flags = ResponseFlags::UPSTREAM_CONNECTION_FAILURE | ResponseFlags::NO_HEALTHY_UPSTREAM;
-    assert_eq!(flags.to_string(), "UH,UF");
+    assert_eq!(flags.to_string(), "UF,UH");
     assert_eq!(ResponseFlags::NONE.to_string(), "-");
 }
 

@@ -90,6 +90,21 @@ impl Timeouts {
     pub(super) fn expected(&self) -> Option<Duration> {
         self.per_try.or(self.global)
     }
+
+    /// What a later attempt is told to expect: what is left of the global timeout when that
+    /// is less (1 ms when nothing is left: 0 would mean no timeout).
+    fn expected_after(&self, elapsed: Duration) -> Option<Duration> {
+        let expected = self.expected()?;
+        let Some(global) = self.global else {
+            return Some(expected);
+        };
+        let elapsed = Duration::from_millis(elapsed.as_millis() as u64);
+        Some(if elapsed >= global {
+            Duration::from_millis(1)
+        } else {
+            expected.min(global - elapsed)
+        })
+    }
 }
 
 /// When the whole stream must be over (`max_stream_duration` of the route or the connection
@@ -365,6 +380,7 @@ pub(super) async fn forward(
     if !plan.upgrade {
         plan.mirror(replay.as_ref(), body_is_empty);
     }
+    let forwarding_since = Instant::now();
     let global_deadline = plan.timeouts.global.map(|t| TokioInstant::now() + t);
     let mut tried: Vec<Arc<Host>> = Vec::new();
     let mut attempt: u32 = 0;
@@ -406,6 +422,14 @@ pub(super) async fn forward(
         };
         if plan.vhost.attempt_count_upstream {
             headers.insert(X_ENVOY_ATTEMPT_COUNT.clone(), HeaderValue::from(attempt));
+        }
+        if attempt > 1 && !plan.hcm.suppress_envoy_headers {
+            if let Some(expected) = plan.timeouts.expected_after(forwarding_since.elapsed()) {
+                headers.insert(
+                    X_ENVOY_EXPECTED_TIMEOUT.clone(),
+                    HeaderValue::from(expected.as_millis() as u64),
+                );
+            }
         }
         let Some(request) = plan.request(&host, headers, request_body) else {
             info.details = "invalid_path";
