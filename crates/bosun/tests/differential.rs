@@ -721,3 +721,8 @@ async fn load_is_split_like_envoy() {
 async fn retries_and_timeouts_like_envoy() {
     run_case(&case("retries.yaml")).await;
 }
+
+#[tokio::test]
+async fn faults_and_mirrors_like_envoy() {
+    run_case(&case("faults.yaml")).await;
+}
