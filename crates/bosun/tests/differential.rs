@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bosun_proxy::testing::{Answer, Mode, TestUpstream, envoy_binary, eventually, send};
@@ -133,6 +134,10 @@ fn log_of(process: &ProxyProcess) -> String {
 struct Case {
     bootstrap: String,
     requests: Vec<Probe>,
+    /// Both proxies send to the same upstreams (consistent hashing keys endpoints by address);
+    /// otherwise each has its own, so that request counts and failure patterns are its own.
+    #[serde(default)]
+    shared_upstreams: bool,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -323,7 +328,7 @@ struct Upstreams {
 }
 
 impl Upstreams {
-    async fn start(access_log: &Path) -> Upstreams {
+    async fn start() -> Upstreams {
         let mut http = Vec::new();
         for name in ["a", "b", "c", "flaky", "down", "hang"] {
             http.push(TestUpstream::start(name).await.unwrap());
@@ -352,7 +357,6 @@ impl Upstreams {
             );
         }
         values.insert("CLOSED_PORT".into(), closed.port().to_string());
-        values.insert("ACCESS_LOG".into(), access_log.display().to_string());
         Upstreams {
             http,
             _echoes: echoes,
@@ -379,17 +383,18 @@ impl Upstreams {
 struct Side {
     label: &'static str,
     process: ProxyProcess,
-    upstreams: Upstreams,
+    upstreams: Arc<Upstreams>,
     access_log: PathBuf,
     _log_dir: tempfile::TempDir,
 }
 
 impl Side {
-    async fn start(kind: Kind, template: &str) -> Side {
+    async fn start(kind: Kind, template: &str, upstreams: Arc<Upstreams>) -> Side {
         let log_dir = tempfile::tempdir().unwrap();
         let access_log = log_dir.path().join("access.log");
-        let upstreams = Upstreams::start(&access_log).await;
-        let process = launch(kind, &fill(template, &upstreams.values)).await;
+        let mut values = upstreams.values.clone();
+        values.insert("ACCESS_LOG".into(), access_log.display().to_string());
+        let process = launch(kind, &fill(template, &values)).await;
         Side {
             label: match kind {
                 Kind::Bosun => "bosun",
@@ -495,9 +500,15 @@ async fn run_case(file: &Path) {
     let text = std::fs::read_to_string(file).unwrap();
     let case: Case =
         serde_saphyr::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+    let ours = Arc::new(Upstreams::start().await);
+    let theirs = if case.shared_upstreams {
+        ours.clone()
+    } else {
+        Arc::new(Upstreams::start().await)
+    };
     let sides = [
-        Side::start(Kind::Bosun, &case.bootstrap).await,
-        Side::start(Kind::Envoy, &case.bootstrap).await,
+        Side::start(Kind::Bosun, &case.bootstrap, ours).await,
+        Side::start(Kind::Envoy, &case.bootstrap, theirs).await,
     ];
     let mut failures = Vec::new();
     for p in &case.requests {
@@ -725,4 +736,9 @@ async fn retries_and_timeouts_like_envoy() {
 #[tokio::test]
 async fn faults_and_mirrors_like_envoy() {
     run_case(&case("faults.yaml")).await;
+}
+
+#[tokio::test]
+async fn load_balancing_like_envoy() {
+    run_case(&case("balancing.yaml")).await;
 }
