@@ -598,6 +598,9 @@ async fn run_case(file: &Path) {
                     None => (4.5 * (total as f64 / 2.0).sqrt()) as usize,
                 };
                 let tolerance = (4.5 * (total as f64 / 4.0).sqrt()) as usize;
+                if clients > 1 {
+                    eprintln!("{}: {counts:?}", p.name);
+                }
                 let names: std::collections::BTreeSet<&String> =
                     counts.values().flat_map(|c| c.keys()).collect();
                 for name in names {
@@ -741,4 +744,9 @@ async fn faults_and_mirrors_like_envoy() {
 #[tokio::test]
 async fn load_balancing_like_envoy() {
     run_case(&case("balancing.yaml")).await;
+}
+
+#[tokio::test]
+async fn circuit_breakers_outliers_and_health_checks_like_envoy() {
+    run_case(&case("breakers.yaml")).await;
 }
