@@ -741,7 +741,11 @@ async fn handle(
         parts
             .headers
             .insert(X_ENVOY_INTERNAL.clone(), HeaderValue::from_static("true"));
-    } else {
+    } else if parts
+        .headers
+        .keys()
+        .any(|name| name.as_str().starts_with("x-envoy-"))
+    {
         for name in INTERNAL_ONLY {
             parts.headers.remove(name);
         }

@@ -629,7 +629,7 @@ async fn least_request_steers_around_a_slow_endpoint() {
     let mut clients = Vec::new();
     for _ in 0..8 {
         clients.push(tokio::spawn(async move {
-            for _ in 0..10 {
+            for _ in 0..20 {
                 let _ = get(address, "example.com", "/").await;
             }
         }));
