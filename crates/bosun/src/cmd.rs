@@ -1,7 +1,10 @@
 //! The subcommands.
 
 pub(crate) mod analyze;
+pub(crate) mod ctl;
+pub(crate) mod pilot;
 pub(crate) mod proxy;
+pub(crate) mod proxy_status;
 pub(crate) mod sample;
 pub(crate) mod validate;
 
@@ -31,4 +34,32 @@ pub(crate) fn report_skipped(result: &LoadResult) {
             skipped.name
         );
     }
+}
+
+/// Rows as kubectl prints tables: columns padded, three spaces apart.
+pub(crate) fn format_table(rows: &[Vec<String>]) -> String {
+    let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let widths: Vec<usize> = (0..columns)
+        .map(|c| {
+            rows.iter()
+                .filter_map(|r| r.get(c))
+                .map(|s| s.chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let mut out = String::new();
+    for row in rows {
+        let mut line = String::new();
+        for (c, cell) in row.iter().enumerate() {
+            if c + 1 == row.len() {
+                line.push_str(cell);
+            } else {
+                line.push_str(&format!("{cell:<width$}   ", width = widths[c]));
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
 }

@@ -24,6 +24,20 @@ enum Command {
     Analyze(cmd::analyze::Args),
     /// Run the proxy from an Envoy v3 bootstrap (`-c FILE`), as Envoy runs.
     Proxy(cmd::proxy::Args),
+    /// Run the control plane: config store, service registry, xDS server.
+    Pilot(cmd::pilot::Args),
+    /// Create or update resources in pilot's store (`kubectl apply`).
+    Apply(cmd::ctl::ApplyArgs),
+    /// Delete resources from pilot's store (`kubectl delete`).
+    Delete(cmd::ctl::DeleteArgs),
+    /// Show resources in pilot's store (`kubectl get`).
+    Get(cmd::ctl::GetArgs),
+    /// Each connected proxy and whether it has what pilot sent (`istioctl proxy-status`).
+    #[command(name = "proxy-status", alias = "ps")]
+    ProxyStatus(cmd::proxy_status::StatusArgs),
+    /// What pilot sent a proxy: clusters, listeners, routes, endpoints (`istioctl proxy-config`).
+    #[command(name = "proxy-config", alias = "pc")]
+    ProxyConfig(cmd::proxy_status::ConfigArgs),
     /// Run a built-in sample application (Bookinfo, httpbin, helloworld, tcp-echo, curl).
     #[command(subcommand)]
     Sample(bosun_samples::cli::Sample),
@@ -36,6 +50,12 @@ fn main() -> ExitCode {
         Command::Analyze(args) => cmd::analyze::run(args),
         Command::Proxy(args) => cmd::proxy::run(args),
         Command::Sample(sample) => cmd::sample::run(sample),
+        Command::Pilot(args) => cmd::pilot::run(args),
+        Command::Apply(args) => cmd::ctl::apply(args),
+        Command::Delete(args) => cmd::ctl::delete(args),
+        Command::Get(args) => cmd::ctl::get(args),
+        Command::ProxyStatus(args) => cmd::proxy_status::status(args),
+        Command::ProxyConfig(args) => cmd::proxy_status::config(args),
     };
     match result {
         Ok(code) => code,

@@ -130,14 +130,26 @@ pub fn check_binary(bytes: &[u8], full_name: &str, support: &Support) -> Result<
 /// A message as JSON in Envoy's shape (proto field names, `@type` on the object), as
 /// `/config_dump` shows it.
 pub fn to_json<M: Message>(message: &M, full_name: &str) -> Result<serde_json::Value, ConfigError> {
+    bytes_to_json(&message.encode_to_vec(), full_name)
+}
+
+/// The message an `Any` holds, as JSON in Envoy's shape.
+pub fn any_to_json(
+    any: &crate::pb::google::protobuf::Any,
+) -> Result<serde_json::Value, ConfigError> {
+    let full_name = any
+        .type_url
+        .rsplit_once('/')
+        .map_or(any.type_url.as_str(), |(_, name)| name);
+    bytes_to_json(&any.value, full_name)
+}
+
+fn bytes_to_json(bytes: &[u8], full_name: &str) -> Result<serde_json::Value, ConfigError> {
     let desc = descriptor(full_name)?;
-    let dynamic =
-        DynamicMessage::decode(desc, message.encode_to_vec().as_slice()).map_err(|source| {
-            ConfigError::Decode {
-                type_name: full_name.to_owned(),
-                source,
-            }
-        })?;
+    let dynamic = DynamicMessage::decode(desc, bytes).map_err(|source| ConfigError::Decode {
+        type_name: full_name.to_owned(),
+        source,
+    })?;
     let options = prost_reflect::SerializeOptions::new().use_proto_field_name(true);
     let mut value = dynamic
         .serialize_with_options(serde_json::value::Serializer, &options)

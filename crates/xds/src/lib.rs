@@ -14,6 +14,8 @@ pub mod type_url;
 pub use envoy_types::pb;
 
 pub use descriptors::PoolGuard;
-pub use json::{ConfigError, check_binary, decode_any, from_json_value, from_yaml, to_json};
+pub use json::{
+    ConfigError, any_to_json, check_binary, decode_any, from_json_value, from_yaml, to_json,
+};
 pub use support::{Support, SupportError};
 pub use type_url::TypeUrl;

@@ -1,14 +1,132 @@
-//! `bosun proxy -c bootstrap.yaml`: the data plane, started from an Envoy v3 bootstrap.
+//! `bosun proxy -c bootstrap.yaml`: the data plane, started from an Envoy v3 bootstrap;
+//! `bosun proxy sidecar|router --pilot ADDR`: started as a member of the mesh, with the
+//! bootstrap pilot-agent would write.
 
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
+use bosun_pilot::bootstrap::{BootstrapOptions, bootstrap_json};
+use bosun_pilot::node::ProxyType;
 use bosun_proxy::bootstrap;
+
+/// The role of a mesh proxy.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum Role {
+    /// Beside one workload.
+    Sidecar,
+    /// A gateway.
+    Router,
+}
+
+/// Who a mesh proxy is (as pilot-agent reads it from the pod).
+#[derive(Debug, clap::Args)]
+struct Identity {
+    /// Pilot's xDS address.
+    #[arg(
+        long = "pilot",
+        env = "BOSUN_PILOT_XDS",
+        default_value = "127.0.0.1:15010"
+    )]
+    pilot: String,
+    /// The pod's name.
+    #[arg(long = "pod-name", env = "POD_NAME")]
+    pod_name: Option<String>,
+    /// The pod's namespace.
+    #[arg(long = "namespace", env = "POD_NAMESPACE", default_value = "default")]
+    namespace: String,
+    /// The pod's address.
+    #[arg(long = "ip", env = "INSTANCE_IP", default_value = "127.0.0.1")]
+    ip: IpAddr,
+    /// A label of the pod (repeatable).
+    #[arg(long = "label", value_name = "KEY=VALUE", value_parser = parse_label)]
+    labels: Vec<(String, String)>,
+    /// The pod's service account.
+    #[arg(
+        long = "service-account",
+        env = "SERVICE_ACCOUNT",
+        default_value = "default"
+    )]
+    service_account: String,
+    /// The admin endpoint.
+    #[arg(long = "admin-address", default_value = "127.0.0.1:15000")]
+    admin_address: SocketAddr,
+    /// Use delta xDS.
+    #[arg(long = "delta")]
+    delta: bool,
+    /// No traffic capture: serve outbound HTTP as an HTTP proxy on this port of the pod's
+    /// address, inbound on the pod's address, forwarding to `--app-address`.
+    #[arg(long = "http-proxy-port", value_name = "PORT")]
+    http_proxy_port: Option<u16>,
+    /// Where the application listens (with `--http-proxy-port`).
+    #[arg(long = "app-address", default_value = "127.0.0.1")]
+    app_address: IpAddr,
+    /// Print the bootstrap (JSON, usable with `envoy -c`) and exit.
+    #[arg(long = "print-bootstrap")]
+    print_bootstrap: bool,
+}
+
+fn parse_label(text: &str) -> Result<(String, String), String> {
+    text.split_once('=')
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .ok_or_else(|| format!("{text:?} is not KEY=VALUE"))
+}
+
+impl Identity {
+    fn bootstrap_options(&self, role: Role) -> anyhow::Result<BootstrapOptions> {
+        let pilot = resolve(&self.pilot, 15010)?;
+        let labels: BTreeMap<String, String> = self.labels.iter().cloned().collect();
+        let proxy_type = match role {
+            Role::Sidecar => ProxyType::Sidecar,
+            Role::Router => ProxyType::Router,
+        };
+        let pod_name = self.pod_name.clone().unwrap_or_else(|| {
+            let app = labels.get("app").map_or("proxy", String::as_str);
+            format!("{app}-{}", std::process::id())
+        });
+        Ok(BootstrapOptions {
+            proxy_type,
+            pod_name,
+            namespace: self.namespace.clone(),
+            ip: self.ip,
+            labels,
+            service_account: self.service_account.clone(),
+            pilot,
+            admin: self.admin_address,
+            delta: self.delta,
+            no_capture: self.http_proxy_port.map(|port| (port, self.app_address)),
+        })
+    }
+}
+
+/// `host:port` (port defaulted) to one socket address.
+fn resolve(address: &str, default_port: u16) -> anyhow::Result<SocketAddr> {
+    use std::net::ToSocketAddrs as _;
+    let with_port = if address
+        .rsplit_once(':')
+        .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
+    {
+        address.to_owned()
+    } else {
+        format!("{address}:{default_port}")
+    };
+    with_port
+        .to_socket_addrs()
+        .with_context(|| format!("resolving {address}"))?
+        .next()
+        .with_context(|| format!("{address} has no address"))
+}
 
 /// Arguments of `bosun proxy` (Envoy's names where Envoy has the same flag).
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
+    /// Run as a mesh proxy with a generated bootstrap (`sidecar` or `router`).
+    #[arg(value_enum)]
+    role: Option<Role>,
+    #[command(flatten)]
+    identity: Identity,
     /// Envoy v3 bootstrap file (YAML or JSON).
     #[arg(short = 'c', long = "config-path", value_name = "FILE")]
     config_path: Option<PathBuf>,
@@ -32,7 +150,25 @@ pub(crate) struct Args {
 pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
     // The descriptors stay decoded while the configuration is read and compiled, then go.
     let descriptors = bosun_xds::PoolGuard::new();
-    let bootstrap = bootstrap::load(args.config_path.as_deref(), args.config_yaml.as_deref())?;
+    let bootstrap = match args.role {
+        Some(role) => {
+            anyhow::ensure!(
+                args.config_path.is_none() && args.config_yaml.is_none(),
+                "a mesh proxy's bootstrap is generated: give no -c or --config-yaml"
+            );
+            let generated =
+                bosun_pilot::bootstrap::bootstrap(&args.identity.bootstrap_options(role)?);
+            if args.identity.print_bootstrap {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&bootstrap_json(&generated)?)?
+                );
+                return Ok(ExitCode::SUCCESS);
+            }
+            generated
+        }
+        None => bootstrap::load(args.config_path.as_deref(), args.config_yaml.as_deref())?,
+    };
     if args.mode == "validate" {
         println!(
             "configuration '{}' OK",

@@ -1,0 +1,497 @@
+//! The push context: everything translation reads, indexed once per store revision and then
+//! shared, immutable, by every connection. istiod's `PushContext`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+
+use bosun_api::networking::{
+    DestinationRule, Gateway, HttpMatchRequest, HttpRoute, OutboundTrafficMode, Sidecar,
+    VirtualService,
+};
+use bosun_api::{Object, Resource};
+
+use crate::model::{ServiceRegistry, Visibility, labels_match, resolve_short_name};
+use crate::node::ProxyNode;
+use crate::store::Snapshot;
+use crate::translate::XdsResource;
+
+/// Mesh-wide settings (istiod's MeshConfig).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct MeshConfig {
+    /// The namespace whose Sidecar and DestinationRules apply mesh-wide.
+    pub root_namespace: String,
+    /// Whether unknown destinations are passed through (`ALLOW_ANY`) or refused
+    /// (`REGISTRY_ONLY`).
+    pub allow_any: bool,
+}
+
+impl Default for MeshConfig {
+    fn default() -> Self {
+        MeshConfig {
+            root_namespace: "istio-system".to_owned(),
+            allow_any: true,
+        }
+    }
+}
+
+/// A VirtualService ready for translation: hosts as FQDNs, gateway names qualified, delegates
+/// expanded.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct VirtualServiceEntry {
+    /// Its namespace.
+    pub namespace: String,
+    /// Its name.
+    pub name: String,
+    /// Its hosts, short names resolved in its namespace.
+    pub hosts: Vec<String>,
+    /// The gateways it binds to, `mesh` or `namespace/name`.
+    pub gateways: Vec<String>,
+    /// Its spec, with delegate routes inlined and match gateways qualified.
+    pub spec: VirtualService,
+    /// Who sees it.
+    pub visibility: Visibility,
+}
+
+/// A DestinationRule with its host resolved.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct DestinationRuleEntry {
+    /// Its namespace.
+    pub namespace: String,
+    /// Its name.
+    pub name: String,
+    /// Its host as an FQDN (or a wildcard).
+    pub host: String,
+    /// Its spec.
+    pub spec: DestinationRule,
+    /// Who sees it.
+    pub visibility: Visibility,
+}
+
+/// A Gateway.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct GatewayEntry {
+    /// `namespace/name`.
+    pub qualified_name: String,
+    /// Its namespace.
+    pub namespace: String,
+    /// Its spec.
+    pub spec: Gateway,
+}
+
+/// A Sidecar resource.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct SidecarEntry {
+    /// Its namespace.
+    pub namespace: String,
+    /// Its name.
+    pub name: String,
+    /// Its spec.
+    pub spec: Sidecar,
+}
+
+/// Resources shared by every proxy with the same outbound view, computed once per push.
+pub(crate) type ScopeCache = Mutex<HashMap<String, Arc<crate::translate::OutboundScope>>>;
+
+/// Everything translation needs, at one store revision.
+#[derive(Debug)]
+pub struct PushContext {
+    /// The store revision it was built from.
+    pub revision: u64,
+    /// Services and endpoints.
+    pub registry: ServiceRegistry,
+    /// VirtualServices that have hosts, in creation order (store order).
+    pub virtual_services: Vec<Arc<VirtualServiceEntry>>,
+    /// DestinationRules.
+    pub destination_rules: Vec<Arc<DestinationRuleEntry>>,
+    /// Gateways.
+    pub gateways: Vec<Arc<GatewayEntry>>,
+    /// Sidecar resources.
+    pub sidecars: Vec<Arc<SidecarEntry>>,
+    /// Mesh settings.
+    pub mesh: MeshConfig,
+    /// Whether any VirtualService matches on source labels (then routes depend on the
+    /// proxy's labels, not only its namespace).
+    pub has_source_label_matches: bool,
+    /// TLS certificates and keys of Secrets (`tls.crt`, `tls.key`), by namespace and name:
+    /// what Gateway servers' `credentialName` refers to.
+    pub secrets: HashMap<(String, String), (Vec<u8>, Vec<u8>)>,
+    pub(crate) scopes: ScopeCache,
+    pub(crate) load_assignments: Mutex<HashMap<String, Arc<XdsResource>>>,
+}
+
+impl PushContext {
+    /// Builds the context from a store snapshot.
+    pub fn build(snapshot: &Snapshot, mesh: MeshConfig) -> PushContext {
+        let registry = ServiceRegistry::build(snapshot);
+        let mut virtual_services: Vec<(u64, Object<VirtualService>)> = Vec::new();
+        let mut destination_rules = Vec::new();
+        let mut gateways = Vec::new();
+        let mut sidecars = Vec::new();
+        let mut secrets = HashMap::new();
+        for (key, stored) in snapshot.resources.iter() {
+            match &*stored.resource {
+                Resource::VirtualService(vs) => {
+                    virtual_services.push((stored.revision, vs.clone()))
+                }
+                Resource::DestinationRule(dr) => {
+                    destination_rules.push(Arc::new(DestinationRuleEntry {
+                        namespace: key.namespace.clone(),
+                        name: key.name.clone(),
+                        host: resolve_short_name(&dr.spec.host, &key.namespace),
+                        visibility: Visibility::from_export_to(&dr.spec.export_to, &key.namespace),
+                        spec: dr.spec.clone(),
+                    }));
+                }
+                Resource::Gateway(gw) => gateways.push(Arc::new(GatewayEntry {
+                    qualified_name: format!("{}/{}", key.namespace, key.name),
+                    namespace: key.namespace.clone(),
+                    spec: gw.spec.clone(),
+                })),
+                Resource::Sidecar(sc) => sidecars.push(Arc::new(SidecarEntry {
+                    namespace: key.namespace.clone(),
+                    name: key.name.clone(),
+                    spec: sc.spec.clone(),
+                })),
+                Resource::Secret(secret) => {
+                    if let Some(pair) = tls_pair(secret) {
+                        secrets.insert((key.namespace.clone(), key.name.clone()), pair);
+                    }
+                }
+                _ => {}
+            }
+        }
+        // Istio orders VirtualServices by creation; the store revision is the closest we keep.
+        virtual_services.sort_by_key(|(revision, _)| *revision);
+        let delegates: HashMap<(String, String), VirtualService> = virtual_services
+            .iter()
+            .filter(|(_, vs)| vs.spec.hosts.is_empty())
+            .map(|(_, vs)| {
+                (
+                    (
+                        namespace_of(vs),
+                        vs.metadata.name.clone().unwrap_or_default(),
+                    ),
+                    vs.spec.clone(),
+                )
+            })
+            .collect();
+        let virtual_services: Vec<Arc<VirtualServiceEntry>> = virtual_services
+            .into_iter()
+            .filter(|(_, vs)| !vs.spec.hosts.is_empty())
+            .map(|(_, vs)| Arc::new(virtual_service_entry(&vs, &delegates)))
+            .collect();
+        let has_source_label_matches = virtual_services.iter().any(|vs| {
+            vs.spec
+                .http
+                .iter()
+                .flat_map(|r| r.matches.iter())
+                .any(|m| !m.source_labels.is_empty())
+        });
+        PushContext {
+            revision: snapshot.revision,
+            registry,
+            virtual_services,
+            destination_rules,
+            gateways,
+            sidecars,
+            mesh,
+            has_source_label_matches,
+            secrets,
+            scopes: Mutex::new(HashMap::new()),
+            load_assignments: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The DestinationRule that applies to `hostname` for a proxy in `namespace`: the
+    /// proxy's namespace first, then the service's, then the root namespace; exact hosts
+    /// before wildcards.
+    pub fn destination_rule_for(
+        &self,
+        proxy_namespace: &str,
+        hostname: &str,
+        service_namespace: &str,
+    ) -> Option<&Arc<DestinationRuleEntry>> {
+        let candidates: Vec<&Arc<DestinationRuleEntry>> = self
+            .destination_rules
+            .iter()
+            .filter(|dr| {
+                host_matches(&dr.host, hostname) && dr.visibility.visible_to(proxy_namespace)
+            })
+            .collect();
+        let rank = |dr: &Arc<DestinationRuleEntry>| {
+            let namespace_rank = if dr.namespace == proxy_namespace {
+                0
+            } else if dr.namespace == service_namespace {
+                1
+            } else if dr.namespace == self.mesh.root_namespace {
+                2
+            } else {
+                3
+            };
+            (
+                namespace_rank,
+                usize::from(dr.host != hostname),
+                usize::MAX - dr.host.len(),
+            )
+        };
+        candidates.into_iter().min_by_key(|dr| rank(dr))
+    }
+
+    /// The Sidecar resource that applies to a proxy: one selecting its labels in its
+    /// namespace, else its namespace's default, else the root namespace's default.
+    pub fn sidecar_for(&self, proxy: &ProxyNode) -> Option<&Arc<SidecarEntry>> {
+        let selects = |s: &&Arc<SidecarEntry>| {
+            s.spec.workload_selector.as_ref().is_some_and(|sel| {
+                !sel.labels.is_empty() && labels_match(&sel.labels, &proxy.labels)
+            })
+        };
+        let namespace_default = |namespace: &str| {
+            self.sidecars
+                .iter()
+                .find(|s| s.namespace == namespace && s.spec.workload_selector.is_none())
+        };
+        self.sidecars
+            .iter()
+            .filter(|s| s.namespace == proxy.namespace)
+            .find(selects)
+            .or_else(|| namespace_default(&proxy.namespace))
+            .or_else(|| namespace_default(&self.mesh.root_namespace))
+    }
+
+    /// Whether unknown destinations pass through for this proxy.
+    pub fn allow_any(&self, sidecar: Option<&SidecarEntry>) -> bool {
+        match sidecar
+            .and_then(|s| s.spec.outbound_traffic_policy.as_ref())
+            .and_then(|p| p.mode)
+        {
+            Some(OutboundTrafficMode::RegistryOnly) => false,
+            Some(OutboundTrafficMode::AllowAny) => true,
+            None => self.mesh.allow_any,
+        }
+    }
+
+    /// The VirtualServices bound to `gateway` (`mesh` or `namespace/name`) that namespace
+    /// `namespace` sees.
+    pub fn virtual_services_for<'a>(
+        &'a self,
+        gateway: &'a str,
+        namespace: &'a str,
+    ) -> impl Iterator<Item = &'a Arc<VirtualServiceEntry>> + 'a {
+        self.virtual_services.iter().filter(move |vs| {
+            vs.gateways.iter().any(|g| g == gateway)
+                && (gateway != "mesh" || vs.visibility.visible_to(namespace))
+        })
+    }
+}
+
+/// Whether a host pattern (`*`, `*.example.com`, or a name) matches a host name.
+pub fn host_matches(pattern: &str, hostname: &str) -> bool {
+    if pattern == "*" {
+        return true;
+    }
+    match pattern.strip_prefix('*') {
+        Some(suffix) => hostname.ends_with(suffix),
+        None => pattern == hostname,
+    }
+}
+
+/// Whether two host patterns have a name in common; the more specific one when they do
+/// (how Istio intersects Gateway server hosts with VirtualService hosts).
+pub fn host_intersection<'a>(a: &'a str, b: &'a str) -> Option<&'a str> {
+    if host_matches(a, b) {
+        Some(b)
+    } else if host_matches(b, a) {
+        Some(a)
+    } else {
+        None
+    }
+}
+
+/// The certificate and key of a `kubernetes.io/tls` (or generic) Secret.
+fn tls_pair(secret: &k8s_openapi::api::core::v1::Secret) -> Option<(Vec<u8>, Vec<u8>)> {
+    let get = |key: &str| {
+        secret
+            .data
+            .as_ref()
+            .and_then(|d| d.get(key))
+            .map(|b| b.0.clone())
+            .or_else(|| {
+                secret
+                    .string_data
+                    .as_ref()
+                    .and_then(|d| d.get(key))
+                    .map(|s| s.clone().into_bytes())
+            })
+    };
+    Some((
+        get("tls.crt").or_else(|| get("cert"))?,
+        get("tls.key").or_else(|| get("key"))?,
+    ))
+}
+
+fn namespace_of<S>(object: &Object<S>) -> String {
+    object
+        .metadata
+        .namespace
+        .clone()
+        .unwrap_or_else(|| crate::model::DEFAULT_NAMESPACE.to_owned())
+}
+
+fn qualify_gateway(gateway: &str, namespace: &str) -> String {
+    if gateway == "mesh" || gateway.contains('/') {
+        gateway.to_owned()
+    } else {
+        format!("{namespace}/{gateway}")
+    }
+}
+
+fn virtual_service_entry(
+    vs: &Object<VirtualService>,
+    delegates: &HashMap<(String, String), VirtualService>,
+) -> VirtualServiceEntry {
+    let namespace = namespace_of(vs);
+    let mut spec = vs.spec.clone();
+    let gateways = if spec.gateways.is_empty() {
+        vec!["mesh".to_owned()]
+    } else {
+        spec.gateways
+            .iter()
+            .map(|g| qualify_gateway(g, &namespace))
+            .collect()
+    };
+    let mut http = Vec::new();
+    for route in std::mem::take(&mut spec.http) {
+        match &route.delegate {
+            Some(delegate) => {
+                let key = (
+                    delegate
+                        .namespace
+                        .clone()
+                        .unwrap_or_else(|| namespace.clone()),
+                    delegate.name.clone(),
+                );
+                if let Some(child) = delegates.get(&key) {
+                    http.extend(merge_delegate(&route, child, &key.0));
+                }
+            }
+            None => http.push(route),
+        }
+    }
+    for route in &mut http {
+        for m in &mut route.matches {
+            m.gateways = m
+                .gateways
+                .iter()
+                .map(|g| qualify_gateway(g, &namespace))
+                .collect();
+        }
+        qualify_destinations(route, &namespace);
+    }
+    spec.http = http;
+    for route in &mut spec.tcp {
+        for d in &mut route.route {
+            d.destination.host = resolve_short_name(&d.destination.host, &namespace);
+        }
+    }
+    for route in &mut spec.tls {
+        for d in &mut route.route {
+            d.destination.host = resolve_short_name(&d.destination.host, &namespace);
+        }
+    }
+    VirtualServiceEntry {
+        hosts: spec
+            .hosts
+            .iter()
+            .map(|h| resolve_short_name(h, &namespace))
+            .collect(),
+        gateways,
+        visibility: Visibility::from_export_to(&spec.export_to, &namespace),
+        namespace,
+        name: vs.metadata.name.clone().unwrap_or_default(),
+        spec,
+    }
+}
+
+/// Destination hosts as FQDNs, resolved where the route was written.
+fn qualify_destinations(route: &mut HttpRoute, namespace: &str) {
+    for d in &mut route.route {
+        d.destination.host = resolve_short_name(&d.destination.host, namespace);
+    }
+    if let Some(mirror) = &mut route.mirror {
+        mirror.host = resolve_short_name(&mirror.host, namespace);
+    }
+    for mirror in &mut route.mirrors {
+        mirror.destination.host = resolve_short_name(&mirror.destination.host, namespace);
+    }
+}
+
+/// A root route delegating to `child`: the child's routes, each restricted by the root's
+/// matches, with the root's policies where the child sets none.
+fn merge_delegate(
+    root: &HttpRoute,
+    child: &VirtualService,
+    child_namespace: &str,
+) -> Vec<HttpRoute> {
+    let mut merged = Vec::new();
+    for child_route in &child.http {
+        let mut route = child_route.clone();
+        qualify_destinations(&mut route, child_namespace);
+        route.matches = merge_matches(&root.matches, &child_route.matches);
+        if root.matches.is_empty() || !route.matches.is_empty() {
+            route.headers = route.headers.or_else(|| root.headers.clone());
+            route.timeout = route.timeout.or(root.timeout);
+            route.retries = route.retries.or_else(|| root.retries.clone());
+            route.fault = route.fault.or_else(|| root.fault.clone());
+            route.cors_policy = route.cors_policy.or_else(|| root.cors_policy.clone());
+            merged.push(route);
+        }
+    }
+    merged
+}
+
+fn merge_matches(root: &[HttpMatchRequest], child: &[HttpMatchRequest]) -> Vec<HttpMatchRequest> {
+    match (root.is_empty(), child.is_empty()) {
+        (true, _) => child.to_vec(),
+        (false, true) => root.to_vec(),
+        (false, false) => {
+            let mut out = Vec::new();
+            for r in root {
+                for c in child {
+                    let mut m = c.clone();
+                    m.uri = c.uri.clone().or_else(|| r.uri.clone());
+                    m.method = c.method.clone().or_else(|| r.method.clone());
+                    m.authority = c.authority.clone().or_else(|| r.authority.clone());
+                    m.scheme = c.scheme.clone().or_else(|| r.scheme.clone());
+                    m.port = c.port.or(r.port);
+                    let mut headers: BTreeMap<_, _> = r.headers.clone();
+                    headers.extend(c.headers.clone());
+                    m.headers = headers;
+                    let mut query: BTreeMap<_, _> = r.query_params.clone();
+                    query.extend(c.query_params.clone());
+                    m.query_params = query;
+                    if m.gateways.is_empty() {
+                        m.gateways = r.gateways.clone();
+                    }
+                    out.push(m);
+                }
+            }
+            out
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_patterns() {
+        assert!(host_matches("*", "reviews.default.svc.cluster.local"));
+        assert!(host_matches("*.example.com", "api.example.com"));
+        assert!(!host_matches("*.example.com", "example.org"));
+        assert!(host_matches("a.b", "a.b"));
+        assert_eq!(host_intersection("*", "bookinfo.com"), Some("bookinfo.com"));
+        assert_eq!(host_intersection("*.com", "a.com"), Some("a.com"));
+        assert_eq!(host_intersection("a.com", "b.com"), None);
+    }
+}
