@@ -453,6 +453,7 @@ struct StreamInfo {
     transport_failure: Option<String>,
     response_started: Option<Instant>,
     started: Option<Instant>,
+    request_complete: Option<Arc<std::sync::atomic::AtomicBool>>,
 }
 
 const HOP_BY_HOP: [HeaderName; 6] = [
@@ -569,14 +570,27 @@ fn protocol_name(version: Version) -> &'static str {
 
 /// Counts bytes of a body into a shared counter.
 #[derive(Debug)]
-struct CountBytes(Arc<AtomicU64>);
+struct CountBytes(Arc<AtomicU64>, Arc<std::sync::atomic::AtomicBool>);
 
 impl BodyObserver for CountBytes {
     fn on_data(&mut self, len: usize) {
         self.0.fetch_add(len as u64, Ordering::Relaxed);
     }
 
-    fn on_end(&mut self, _end: BodyEnd) {}
+    fn on_end(&mut self, end: BodyEnd) {
+        if end == BodyEnd::Complete {
+            self.1.store(true, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Envoy's `maybeRequestTimeoutCode`: 504 once the whole request was received, else 408.
+fn timeout_status(request_complete: &std::sync::atomic::AtomicBool) -> StatusCode {
+    if request_complete.load(Ordering::Relaxed) {
+        StatusCode::GATEWAY_TIMEOUT
+    } else {
+        StatusCode::REQUEST_TIMEOUT
+    }
 }
 
 /// Writes the access log entries (and closes out stats) when the response body ends.
@@ -783,9 +797,15 @@ async fn handle(
     });
     let request_id = parts.headers.get(&X_REQUEST_ID).cloned();
     let bytes_received = Arc::new(AtomicU64::new(0));
-    let body = Body::incoming(body).observe(CountBytes(bytes_received.clone()));
+    let request_complete = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let body =
+        Body::incoming(body).observe(CountBytes(bytes_received.clone(), request_complete.clone()));
+    if http_body::Body::is_end_stream(&body) {
+        request_complete.store(true, Ordering::Relaxed);
+    }
     let mut info = StreamInfo {
         started: Some(started),
+        request_complete: Some(request_complete.clone()),
         ..StreamInfo::default()
     };
     let mut chosen_host = None;
@@ -801,24 +821,57 @@ async fn handle(
         &mut info,
         &mut chosen_host,
     );
-    let mut response = match (hcm.request_timeout, hcm.stream_idle_timeout) {
-        (Some(limit), _) => match tokio::time::timeout(limit, routed).await {
-            Ok(response) => response,
-            Err(_) => {
-                hcm.stats.downstream_rq_timeout.inc();
-                info.details = "request_overall_timeout";
-                LocalReply::new(StatusCode::REQUEST_TIMEOUT, "request timeout").into_response(grpc)
+    // `request_timeout` bounds the time to receive the whole request (Envoy disarms it once
+    // the request is in); the stream idle timeout, as before, bounds the whole exchange.
+    let request_timer = {
+        let request_complete = request_complete.clone();
+        let limit = hcm.request_timeout;
+        async move {
+            match limit {
+                Some(limit) => {
+                    tokio::time::sleep(limit).await;
+                    if request_complete.load(Ordering::Relaxed) {
+                        std::future::pending::<()>().await;
+                    }
+                }
+                None => std::future::pending::<()>().await,
             }
-        },
-        (None, Some(idle)) => match tokio::time::timeout(idle, routed).await {
-            Ok(response) => response,
-            Err(_) => {
-                info.flags.insert(ResponseFlags::STREAM_IDLE_TIMEOUT);
-                info.details = "stream_idle_timeout";
-                LocalReply::new(StatusCode::REQUEST_TIMEOUT, "stream timeout").into_response(grpc)
-            }
-        },
-        (None, None) => routed.await,
+        }
+    };
+    let idle_timer = async {
+        match hcm
+            .stream_idle_timeout
+            .filter(|_| hcm.request_timeout.is_none())
+        {
+            Some(idle) => tokio::time::sleep(idle).await,
+            None => std::future::pending::<()>().await,
+        }
+    };
+    enum Ending {
+        Routed(Response<Body>),
+        RequestTimeout,
+        IdleTimeout,
+    }
+    let ending = {
+        tokio::pin!(routed);
+        tokio::select! {
+            response = &mut routed => Ending::Routed(response),
+            () = request_timer => Ending::RequestTimeout,
+            () = idle_timer => Ending::IdleTimeout,
+        }
+    };
+    let mut response = match ending {
+        Ending::Routed(response) => response,
+        Ending::RequestTimeout => {
+            hcm.stats.downstream_rq_timeout.inc();
+            info.details = "request_overall_timeout";
+            LocalReply::new(StatusCode::REQUEST_TIMEOUT, "request timeout").into_response(grpc)
+        }
+        Ending::IdleTimeout => {
+            info.flags.insert(ResponseFlags::STREAM_IDLE_TIMEOUT);
+            info.details = "stream_idle_timeout";
+            LocalReply::new(StatusCode::REQUEST_TIMEOUT, "stream timeout").into_response(grpc)
+        }
     };
 
     match hcm.server_header {
@@ -1123,7 +1176,11 @@ async fn route_request(
             Err(_) => {
                 hcm.stats.downstream_rq_max_duration_reached.inc();
                 info.details = "max_duration_timeout";
-                return LocalReply::new(StatusCode::REQUEST_TIMEOUT, "downstream duration timeout")
+                let status = info
+                    .request_complete
+                    .as_deref()
+                    .map_or(StatusCode::REQUEST_TIMEOUT, timeout_status);
+                return LocalReply::new(status, "downstream duration timeout")
                     .with_grpc_status(4)
                     .into_response(grpc);
             }
