@@ -454,6 +454,8 @@ struct StreamInfo {
     response_started: Option<Instant>,
     started: Option<Instant>,
     request_complete: Option<Arc<std::sync::atomic::AtomicBool>>,
+    /// Set when a timeout cut the response body (flag UT rather than UC).
+    body_timed_out: Option<Arc<std::sync::atomic::AtomicBool>>,
 }
 
 const HOP_BY_HOP: [HeaderName; 6] = [
@@ -635,7 +637,16 @@ impl BodyObserver for Finish {
             if let Some(host) = &self.host {
                 host.stats.rq_error.inc();
             }
-            if end == BodyEnd::Error {
+            let timed_out = self
+                .info
+                .body_timed_out
+                .as_ref()
+                .is_some_and(|t| t.load(Ordering::Relaxed));
+            if end == BodyEnd::Error && timed_out {
+                self.info
+                    .flags
+                    .insert(ResponseFlags::UPSTREAM_REQUEST_TIMEOUT);
+            } else if end == BodyEnd::Error {
                 self.info
                     .flags
                     .insert(ResponseFlags::UPSTREAM_CONNECTION_TERMINATION);

@@ -42,7 +42,8 @@ pub enum Mode {
 
 /// An HTTP/1.1 and HTTP/2 server on 127.0.0.1 that answers with `x-upstream: <name>` and a JSON
 /// description of the request. `/status/<code>` answers that code, `/delay/<ms>` waits first,
-/// `/reset` closes the connection without answering, `/hang` never answers; `Upgrade: websocket`
+/// `/reset` closes the connection without answering, `/hang` never answers, `/drip/<ms>` sends
+/// its body in three chunks `ms` apart; `Upgrade: websocket`
 /// is accepted and echoed; gRPC requests get their message echoed with `grpc-status: 0`. A
 /// [`Mode`] makes it misbehave for every request.
 #[derive(Debug)]
@@ -205,6 +206,31 @@ async fn answer(
     }
     if path == "/hang" {
         std::future::pending::<()>().await;
+    }
+    if let Some(ms) = path
+        .strip_prefix("/drip/")
+        .and_then(|ms| ms.parse::<u64>().ok())
+    {
+        // Headers at once, then three chunks `ms` apart.
+        let (sender, receiver) =
+            tokio::sync::mpsc::channel::<Result<http_body::Frame<Bytes>, std::io::Error>>(1);
+        tokio::spawn(async move {
+            for chunk in ["one ", "two ", "three"] {
+                tokio::time::sleep(Duration::from_millis(ms)).await;
+                if sender
+                    .send(Ok(http_body::Frame::data(Bytes::from(chunk))))
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+            }
+        });
+        let body =
+            http_body_util::StreamBody::new(tokio_stream::wrappers::ReceiverStream::new(receiver));
+        let mut response = Response::new(BodyExt::boxed(body));
+        set_upstream(&mut response, &name);
+        return Ok(response);
     }
     let full = |status: StatusCode, body: String| {
         let mut response = Response::new(

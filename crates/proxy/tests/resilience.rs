@@ -270,6 +270,50 @@ async fn the_global_timeout_covers_every_attempt() {
 }
 
 #[tokio::test]
+async fn timeouts_also_bound_the_response_body() {
+    let a = TestUpstream::start("a").await.unwrap();
+    let routes = "              - match: {prefix: /, headers: [{name: x-case, string_match: {exact: idle}}]}
+                route: {cluster: a, timeout: 5s, retry_policy: {retry_on: 5xx, per_try_idle_timeout: 0.1s}}
+              - match: {prefix: /}
+                route: {cluster: a, timeout: 0.3s}
+";
+    let running = start(&bootstrap(
+        &vhost("", routes),
+        "",
+        &cluster("a", &[a.address], ""),
+    ))
+    .await;
+    let address = running.listener("http");
+    // Three chunks 50 ms apart end well within the route timeout.
+    let answer = request(address, "/drip/50").await;
+    assert_eq!(answer.text(), "one two three");
+    // 200 ms apart they do not: headers came, the body is cut.
+    assert!(get(address, "example.com", "/drip/200").await.is_err());
+    assert_eq!(counter(&running, "cluster.a.upstream_rq_timeout"), 1);
+    // The per-try idle timeout watches the gaps between chunks.
+    let idle: BTreeMap<&str, &str> = [("x-case", "idle")].into();
+    let answer = get_with_result(address, "/drip/50", &idle).await.unwrap();
+    assert_eq!(answer.text(), "one two three");
+    assert!(get_with_result(address, "/drip/200", &idle).await.is_err());
+    assert_eq!(
+        counter(&running, "cluster.a.upstream_rq_per_try_idle_timeout"),
+        1
+    );
+}
+
+async fn get_with_result(
+    address: SocketAddr,
+    path: &str,
+    headers: &BTreeMap<&str, &str>,
+) -> Result<Answer, String> {
+    let mut builder = Request::get(path).header("host", "example.com");
+    for (name, value) in headers {
+        builder = builder.header(*name, *value);
+    }
+    send(address, builder.body(Full::new(Bytes::new())).unwrap()).await
+}
+
+#[tokio::test]
 async fn connect_failures_are_retried_elsewhere() {
     let good = TestUpstream::start("good").await.unwrap();
     let routes = "              - match: {prefix: /retry}

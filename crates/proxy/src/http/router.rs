@@ -4,6 +4,8 @@
 
 use std::time::Duration;
 
+use std::future::Future as _;
+
 use http::Method;
 use http_body::Body as _;
 use tokio::time::Instant as TokioInstant;
@@ -519,7 +521,23 @@ pub(super) async fn forward(
                 }
                 attempt_count_downstream(&plan, &mut response, attempt);
                 // The request stays active (gauges, LEAST_REQUEST) until the body is read.
-                let (parts, body) = response.into_parts();
+                let (parts, mut body) = response.into_parts();
+                let idle = plan.timeouts.per_try_idle;
+                if status != 101
+                    && !body.is_end_stream()
+                    && (global_deadline.is_some() || idle.is_some())
+                {
+                    let timed_out = Arc::new(std::sync::atomic::AtomicBool::new(false));
+                    info.body_timed_out = Some(timed_out.clone());
+                    body = Body::boxed(TimedBody {
+                        timed_out,
+                        inner: body,
+                        deadline: global_deadline.map(|d| Box::pin(tokio::time::sleep_until(d))),
+                        idle: idle.map(|i| (i, Box::pin(tokio::time::sleep(i)))),
+                        cluster: cluster.clone(),
+                        host: host.clone(),
+                    });
+                }
                 return Response::from_parts(
                     parts,
                     body.observe(upstream::pool::Hold(Some(active))),
@@ -594,6 +612,64 @@ pub(super) async fn forward(
                 return global_timeout(&plan, &cluster, Some(&host), info, attempt);
             }
         }
+    }
+}
+
+/// A response body under the route timeout (which lasts until the response is complete) and
+/// the per-try idle timeout (between upstream events): when one fires the body fails, and the
+/// downstream stream is reset, as Envoy resets it once the response has started.
+struct TimedBody {
+    inner: Body,
+    deadline: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
+    idle: Option<(Duration, std::pin::Pin<Box<tokio::time::Sleep>>)>,
+    cluster: Arc<Cluster>,
+    host: Arc<Host>,
+    timed_out: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl http_body::Body for TimedBody {
+    type Data = bytes::Bytes;
+    type Error = crate::body::BoxError;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<bytes::Bytes>, Self::Error>>> {
+        use std::task::Poll;
+        let this = &mut *self;
+        if let Poll::Ready(frame) = std::pin::Pin::new(&mut this.inner).poll_frame(cx) {
+            if let Some((idle, sleep)) = &mut this.idle {
+                sleep.as_mut().reset(TokioInstant::now() + *idle);
+            }
+            return Poll::Ready(frame);
+        }
+        if let Some(deadline) = &mut this.deadline {
+            if deadline.as_mut().poll(cx).is_ready() {
+                this.timed_out
+                    .store(true, std::sync::atomic::Ordering::Relaxed);
+                this.cluster.stats.upstream_rq_timeout.inc();
+                this.host.stats.rq_timeout.inc();
+                return Poll::Ready(Some(Err("upstream request timeout".into())));
+            }
+        }
+        if let Some((_, sleep)) = &mut this.idle {
+            if sleep.as_mut().poll(cx).is_ready() {
+                this.timed_out
+                    .store(true, std::sync::atomic::Ordering::Relaxed);
+                this.cluster.stats.upstream_rq_per_try_idle_timeout.inc();
+                this.host.stats.rq_timeout.inc();
+                return Poll::Ready(Some(Err("upstream per-try idle timeout".into())));
+            }
+        }
+        Poll::Pending
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
     }
 }
 
