@@ -768,7 +768,17 @@ fn spawn_health_checks(
                 Some(cluster) => check.next_interval(&cluster),
                 None => return,
             };
-            tokio::time::sleep(wait).await;
+            let wakeup = async {
+                match weak.upgrade() {
+                    // New endpoints are checked at once rather than at the next interval.
+                    Some(cluster) => cluster.health_check_wakeup.notified().await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                () = tokio::time::sleep(wait) => {}
+                () = wakeup => {}
+            }
             let Some(cluster) = weak.upgrade() else {
                 return;
             };

@@ -398,6 +398,8 @@ pub struct Cluster {
     pub outlier: Option<OutlierDetector>,
     /// Active health checking, when configured.
     pub health_check: Option<Arc<health_check::HealthCheck>>,
+    /// Wakes the health checker when new endpoints arrive (they are checked at once).
+    pub health_check_wakeup: tokio::sync::Notify,
     hosts: ArcSwap<HostSet>,
     /// Serializes rebuilding the host set (membership and health changes).
     rebuild: Mutex<()>,
@@ -715,6 +717,7 @@ impl Cluster {
             breakers,
             outlier,
             health_check,
+            health_check_wakeup: tokio::sync::Notify::new(),
             hosts: ArcSwap::from_pointee(HostSet::default()),
             rebuild: Mutex::new(()),
             overprovisioning: AtomicU32::new(overprovisioning),
@@ -845,6 +848,13 @@ impl Cluster {
     fn set_hosts(&self, hosts: Vec<Arc<Host>>) {
         let _rebuilding = lock(&self.rebuild);
         let before = self.hosts.load();
+        if self.health_check.is_some()
+            && hosts
+                .iter()
+                .any(|h| !before.hosts.iter().any(|b| Arc::ptr_eq(b, h)))
+        {
+            self.health_check_wakeup.notify_one();
+        }
         for old in &before.hosts {
             if !hosts.iter().any(|h| Arc::ptr_eq(h, old)) {
                 old.pool.clear();

@@ -314,3 +314,99 @@ async fn unsupported_fields_in_pushed_resources_are_nacked_by_name() {
     // The valid cluster stays and traffic flows.
     assert_eq!(upstream_of(&proxy).await.as_deref(), Some("a"));
 }
+
+#[tokio::test]
+async fn endpoints_pushed_to_checked_clusters_are_checked_at_once() {
+    let a = TestUpstream::start("a").await.unwrap();
+    let b = TestUpstream::start("b").await.unwrap();
+    let ads = TestAds::start().await.unwrap();
+    // Checks every 30 s (60 s before any traffic): only checking new endpoints at once can
+    // make them take traffic within the test's deadlines.
+    let cluster: Cluster = from_yaml(
+        "name: backend
+type: EDS
+connect_timeout: 1s
+lb_policy: RING_HASH
+eds_cluster_config: {eds_config: {ads: {}, resource_api_version: V3}}
+health_checks: [{timeout: 1s, interval: 30s, http_health_check: {path: /healthz}}]
+outlier_detection: {consecutive_5xx: 2, max_ejection_percent: 100}",
+        "envoy.config.cluster.v3.Cluster",
+    );
+    ads.set(
+        TypeUrl::CLUSTER,
+        vec![("backend".into(), any(TypeUrl::CLUSTER, &cluster))],
+    );
+    ads.set(
+        TypeUrl::CLUSTER_LOAD_ASSIGNMENT,
+        vec![(
+            "backend".into(),
+            any(TypeUrl::CLUSTER_LOAD_ASSIGNMENT, &assignment("backend", &a)),
+        )],
+    );
+    ads.set(
+        TypeUrl::LISTENER,
+        vec![("http".into(), any(TypeUrl::LISTENER, &listener()))],
+    );
+    ads.set(
+        TypeUrl::ROUTE_CONFIGURATION,
+        vec![(
+            "local".into(),
+            any(TypeUrl::ROUTE_CONFIGURATION, &routes("backend", "")),
+        )],
+    );
+    let proxy = start(&bootstrap(ads.address, false)).await;
+    let healthy = |n: usize| {
+        let proxy = proxy.proxy.clone();
+        async move {
+            let cluster = proxy.registry.find_cluster("backend")?;
+            let hosts = cluster.hosts();
+            (hosts.hosts.len() == n && hosts.hosts.iter().all(|h| !h.failed_active_health_check()))
+                .then_some(())
+        }
+    };
+    assert!(
+        eventually(Duration::from_secs(5), || healthy(1))
+            .await
+            .is_some()
+    );
+    let address = eventually(Duration::from_secs(5), || async {
+        proxy.proxy.listener_addresses().get("http").copied()
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        get(address, "x", "/").await.unwrap().header("x-upstream"),
+        Some("a")
+    );
+    // A second endpoint arrives: checked at once, then part of the ring.
+    let both: ClusterLoadAssignment = from_yaml(
+        &format!(
+            "cluster_name: backend
+endpoints:
+- lb_endpoints:
+  - endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {}}}}}}}
+  - endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {}}}}}}}",
+            a.address.port(),
+            b.address.port()
+        ),
+        "envoy.config.endpoint.v3.ClusterLoadAssignment",
+    );
+    ads.set(
+        TypeUrl::CLUSTER_LOAD_ASSIGNMENT,
+        vec![(
+            "backend".into(),
+            any(TypeUrl::CLUSTER_LOAD_ASSIGNMENT, &both),
+        )],
+    );
+    assert!(
+        eventually(Duration::from_secs(5), || healthy(2))
+            .await
+            .is_some()
+    );
+    let mut seen = std::collections::BTreeSet::new();
+    for _ in 0..40 {
+        let answer = get(address, "x", "/").await.unwrap();
+        seen.insert(answer.header("x-upstream").unwrap().to_owned());
+    }
+    assert_eq!(seen.len(), 2, "{seen:?}");
+}
