@@ -501,6 +501,7 @@ const MESSAGES: &[(&str, Fields)] = &[
             "runtime_fraction",
             "disable_shadow_host_suffix_append",
             "host_rewrite_literal",
+            "trace_sampled",
         ]),
     ),
     (

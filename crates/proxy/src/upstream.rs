@@ -1123,6 +1123,9 @@ impl Cluster {
                 self.stats.upstream_rq_active_overflow.inc();
                 return Err(UpstreamError::Overflow);
             };
+            // Counted once the request has a connection, as Envoy counts it.
+            self.stats.upstream_rq_total.inc();
+            host.stats.rq_total.inc();
             match conn.sender.try_send_request(request).await {
                 Ok(response) => {
                     conn.requests += 1;
@@ -1196,6 +1199,8 @@ impl Cluster {
             self.stats.upstream_rq_active_overflow.inc();
             return Err(UpstreamError::Overflow);
         };
+        self.stats.upstream_rq_total.inc();
+        host.stats.rq_total.inc();
         sender.ready().await.map_err(UpstreamError::Reset)?;
         let response = sender
             .send_request(request)

@@ -313,8 +313,6 @@ impl Plan<'_> {
             let timeout = self.timeouts.global;
             let priority = self.forward.priority;
             tokio::spawn(async move {
-                cluster.stats.upstream_rq_total.inc();
-                host.stats.rq_total.inc();
                 let _active = (
                     GaugeGuard::new(&cluster.stats.upstream_rq_active),
                     GaugeGuard::new(&host.stats.rq_active),
@@ -438,8 +436,6 @@ pub(super) async fn forward(
             return LocalReply::new(StatusCode::BAD_REQUEST, "").into_response(plan.grpc);
         };
 
-        cluster.stats.upstream_rq_total.inc();
-        host.stats.rq_total.inc();
         let active = (
             GaugeGuard::new(&cluster.stats.upstream_rq_active),
             GaugeGuard::new(&host.stats.rq_active),
