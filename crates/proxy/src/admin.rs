@@ -17,6 +17,7 @@ use serde_json::{Value, json};
 
 use crate::format::format_time;
 use crate::server::{Origin, Proxy};
+use crate::upstream::circuit::Priority;
 use crate::upstream::{Health, Host};
 
 /// The version string bosun proxy reports.
@@ -298,6 +299,36 @@ async fn clusters(State(proxy): State<Arc<Proxy>>, Query(query): Query<FormatQue
         let cluster = &view.cluster;
         let name = cluster.name.as_ref();
         let _ = writeln!(out, "{name}::observability_name::{name}");
+        if cluster.outlier.is_some() {
+            let _ = writeln!(out, "{name}::outlier::success_rate_average::-1");
+            let _ = writeln!(out, "{name}::outlier::success_rate_ejection_threshold::-1");
+            let _ = writeln!(
+                out,
+                "{name}::outlier::local_origin_success_rate_average::-1"
+            );
+            let _ = writeln!(
+                out,
+                "{name}::outlier::local_origin_success_rate_ejection_threshold::-1"
+            );
+        }
+        for (label, priority) in [
+            ("default_priority", Priority::Default),
+            ("high_priority", Priority::High),
+        ] {
+            let t = cluster.breakers.thresholds(priority);
+            let _ = writeln!(
+                out,
+                "{name}::{label}::max_connections::{}",
+                t.connections.max()
+            );
+            let _ = writeln!(
+                out,
+                "{name}::{label}::max_pending_requests::{}",
+                t.pending.max()
+            );
+            let _ = writeln!(out, "{name}::{label}::max_requests::{}", t.requests.max());
+            let _ = writeln!(out, "{name}::{label}::max_retries::{}", t.retries.max());
+        }
         let _ = writeln!(
             out,
             "{name}::added_via_api::{}",
@@ -312,6 +343,7 @@ async fn clusters(State(proxy): State<Arc<Proxy>>, Query(query): Query<FormatQue
                 ("cx_total", s.cx_total.get().to_string()),
                 ("rq_active", s.rq_active.get().to_string()),
                 ("rq_error", s.rq_error.get().to_string()),
+                ("rq_pending_active", s.rq_pending_active.get().to_string()),
                 ("rq_success", s.rq_success.get().to_string()),
                 ("rq_timeout", s.rq_timeout.get().to_string()),
                 ("rq_total", s.rq_total.get().to_string()),

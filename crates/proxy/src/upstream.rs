@@ -120,6 +120,8 @@ pub struct HostStats {
     pub rq_total: Counter,
     /// Requests in flight.
     pub rq_active: Gauge,
+    /// Requests waiting for a connection.
+    pub rq_pending_active: Gauge,
     /// Requests answered with a non-5xx status.
     pub rq_success: Counter,
     /// Requests that failed or got a 5xx.
@@ -1024,7 +1026,10 @@ impl Cluster {
             return Err(UpstreamError::Overflow);
         };
         self.stats.upstream_rq_pending_total.inc();
-        let _pending_active = GaugeGuard::new(&self.stats.upstream_rq_pending_active);
+        let _pending_active = (
+            GaugeGuard::new(&self.stats.upstream_rq_pending_active),
+            GaugeGuard::new(&host.stats.rq_pending_active),
+        );
         let connections = &self.breakers.thresholds(Priority::Default).connections;
         let queued = host.pool.wait(|open| {
             let allowed = connections.can_create() || open == 0;

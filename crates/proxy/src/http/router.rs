@@ -143,19 +143,33 @@ pub(super) fn stream_deadline(
 
 /// Everything the router needs to send a request upstream.
 pub(super) struct Plan<'a> {
+    /// The connection manager.
     pub hcm: &'a HttpConnectionManager,
+    /// The downstream connection.
     pub connection: &'a Arc<Connection>,
+    /// Where the request goes.
     pub cluster: Arc<Cluster>,
+    /// The route's forwarding action.
     pub forward: &'a route::Forward,
+    /// The matched virtual host (attempt-count settings).
     pub vhost: &'a route::VirtualHost,
+    /// The request method.
     pub method: Method,
+    /// The request's authority (before host rewrites).
     pub authority: &'a str,
+    /// The path to send (after rewrites).
     pub path: String,
+    /// Whether the upstream speaks HTTP/2.
     pub h2: bool,
+    /// The request headers to send (without `Host`).
     pub headers: HeaderMap,
+    /// Whether the request is gRPC (local replies in gRPC form).
     pub grpc: bool,
+    /// The request's hash for consistent hashing.
     pub hash: Option<u64>,
+    /// The request's timeouts.
     pub timeouts: Timeouts,
+    /// Whether the request asks for a protocol upgrade (never retried nor mirrored).
     pub upgrade: bool,
 }
 
