@@ -17,6 +17,8 @@ pub(super) enum ResetKind {
     ConnectFailure,
     /// The connection was reset or closed before response headers.
     Reset,
+    /// HTTP/2 `REFUSED_STREAM`: the upstream did not process the request.
+    RefusedStream,
     /// The per-try timeout fired (Envoy resets the attempt locally).
     PerTryTimeout,
     /// A circuit breaker refused the attempt: never retried.
@@ -194,6 +196,7 @@ impl<'a> RetryState<'a> {
             ResetKind::ConnectFailure => {
                 on.has(RetryOn::CONNECT_FAILURE | RetryOn::RESET_BEFORE_REQUEST)
             }
+            ResetKind::RefusedStream => on.has(RetryOn::REFUSED_STREAM),
             ResetKind::Reset | ResetKind::PerTryTimeout => false,
         }
     }
@@ -311,7 +314,16 @@ mod tests {
         let state = RetryState::new(Some(&connect_only), &mut headers);
         assert!(state.wants_reset(ResetKind::ConnectFailure));
         assert!(!state.wants_reset(ResetKind::Reset));
+        assert!(!state.wants_reset(ResetKind::RefusedStream));
         assert!(!state.wants_reset(ResetKind::PerTryTimeout));
+        let refused = RetryPolicy::compile(&bosun_xds::pb::envoy::config::route::v3::RetryPolicy {
+            retry_on: "refused-stream".into(),
+            ..Default::default()
+        })
+        .unwrap();
+        let state = RetryState::new(Some(&refused), &mut headers);
+        assert!(state.wants_reset(ResetKind::RefusedStream));
+        assert!(!state.wants_reset(ResetKind::Reset));
         assert!(!state.wants_response(503, &empty));
     }
 

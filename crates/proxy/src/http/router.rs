@@ -557,6 +557,9 @@ pub(super) async fn forward(
                 drop(active);
                 let kind = match &error {
                     UpstreamError::Connect(_) => ResetKind::ConnectFailure,
+                    UpstreamError::Reset(reset) if refused_stream(reset) => {
+                        ResetKind::RefusedStream
+                    }
                     UpstreamError::Reset(_) => ResetKind::Reset,
                     UpstreamError::Overflow => ResetKind::Overflow,
                 };
@@ -681,6 +684,19 @@ impl http_body::Body for TimedBody {
     fn size_hint(&self) -> http_body::SizeHint {
         self.inner.size_hint()
     }
+}
+
+/// Whether an HTTP/2 upstream refused the stream (`REFUSED_STREAM`). hyper does not expose
+/// h2's reason; its error chain names it.
+fn refused_stream(error: &hyper::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(e) = source {
+        if e.to_string().contains("refused stream") {
+            return true;
+        }
+        source = e.source();
+    }
+    false
 }
 
 async fn sleep_until(deadline: Option<TokioInstant>) {
