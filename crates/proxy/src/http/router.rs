@@ -396,6 +396,8 @@ pub(super) async fn forward(
     }
     let forwarding_since = Instant::now();
     let global_deadline = plan.timeouts.global.map(|t| TokioInstant::now() + t);
+    // One timer for the route timeout, from the first attempt to the end of the response body.
+    let mut global_sleep = global_deadline.map(|d| Box::pin(tokio::time::sleep_until(d)));
     let mut tried: Vec<Arc<Host>> = Vec::new();
     let mut attempt: u32 = 0;
     let mut abandoned = false;
@@ -469,7 +471,7 @@ pub(super) async fn forward(
                 Err(error) => Attempt::Failed(error),
             },
             () = sleep_until(per_try_deadline) => Attempt::PerTryTimeout,
-            () = sleep_until(global_deadline) => Attempt::GlobalTimeout,
+            () = wait(&mut global_sleep) => Attempt::GlobalTimeout,
         };
         if replay.as_ref().is_some_and(Replay::overflowed) && !abandoned {
             abandoned = true;
@@ -542,7 +544,7 @@ pub(super) async fn forward(
                     body = Body::boxed(TimedBody {
                         timed_out,
                         inner: body,
-                        deadline: global_deadline.map(|d| Box::pin(tokio::time::sleep_until(d))),
+                        deadline: global_sleep.take(),
                         idle: idle.map(|i| (i, Box::pin(tokio::time::sleep(i)))),
                         cluster: cluster.clone(),
                         host: host.clone(),
@@ -697,6 +699,13 @@ fn refused_stream(error: &hyper::Error) -> bool {
         source = e.source();
     }
     false
+}
+
+async fn wait(sleep: &mut Option<std::pin::Pin<Box<tokio::time::Sleep>>>) {
+    match sleep {
+        Some(sleep) => sleep.as_mut().await,
+        None => std::future::pending().await,
+    }
 }
 
 async fn sleep_until(deadline: Option<TokioInstant>) {
