@@ -1031,7 +1031,7 @@ impl Cluster {
             GaugeGuard::new(&host.stats.rq_pending_active),
         );
         let connections = &self.breakers.thresholds(Priority::Default).connections;
-        let queued = host.pool.wait(|open| {
+        let queued = host.pool.wait(self.idle_timeout, |open| {
             let allowed = connections.can_create() || open == 0;
             if !allowed {
                 self.stats.upstream_cx_overflow.inc();

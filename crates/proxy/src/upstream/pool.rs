@@ -95,9 +95,25 @@ impl Pool {
     /// Queues a request for a connection. `may_open(open)` says whether a new connection may
     /// be opened given the endpoint's open ones (circuit breakers); one is asked for only when
     /// the queue outgrows the connections being opened.
-    pub fn wait(&self, may_open: impl FnOnce(usize) -> bool) -> Queued {
+    pub fn wait(
+        &self,
+        idle_timeout: Option<Duration>,
+        may_open: impl FnOnce(usize) -> bool,
+    ) -> Queued {
         let (sender, ticket) = oneshot::channel();
         let mut state = lock(&self.h1);
+        // A connection may have come back since the caller looked: take it rather than wait
+        // for an event that may never come.
+        while let Some(entry) = state.idle.pop() {
+            let expired = idle_timeout.is_some_and(|t| entry.since.elapsed() >= t);
+            if !expired && !entry.sender.is_closed() {
+                let _ = sender.send(Ok(entry));
+                return Queued {
+                    ticket,
+                    connect: false,
+                };
+            }
+        }
         state.waiters.retain(|w| !w.is_closed());
         state.waiters.push_back(sender);
         let connect = state.waiters.len() > state.connecting && may_open(state.open);
@@ -240,5 +256,73 @@ pub struct Hold<T: Send + 'static>(pub Option<T>);
 impl<T: Send + 'static> BodyObserver for Hold<T> {
     fn on_end(&mut self, _end: BodyEnd) {
         self.0.take();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use hyper_util::rt::TokioIo;
+
+    use super::*;
+
+    /// A connection over an in-memory pipe (HTTP/1.1 needs no answer to hand-shake).
+    async fn conn() -> H1Conn {
+        let (client, _server) = tokio::io::duplex(1024);
+        let (sender, connection) = http1::handshake(TokioIo::new(client)).await.unwrap();
+        tokio::spawn(connection);
+        // Keep the far end open for the test's duration.
+        std::mem::forget(_server);
+        H1Conn::new(sender)
+    }
+
+    #[tokio::test]
+    async fn a_returned_connection_goes_to_the_longest_waiter() {
+        let pool = Pool::default();
+        let first = pool.wait(None, |_| true);
+        assert!(first.connect);
+        // A second waiter needs a second connection; a third is refused one by the breakers.
+        let second = pool.wait(None, |_| true);
+        assert!(second.connect);
+        let third = pool.wait(None, |_| false);
+        assert!(!third.connect);
+        assert_eq!(pool.waiting(), 3);
+        pool.opened(Ok(conn().await));
+        assert!(first.ticket.await.unwrap().is_ok());
+        // The third gave up: the next connection skips it.
+        drop(third.ticket);
+        pool.release(conn().await);
+        assert!(second.ticket.await.unwrap().is_ok());
+        assert_eq!(pool.waiting(), 0);
+        // Nobody waits: it is kept for the next request.
+        pool.release(conn().await);
+        assert_eq!(pool.idle_h1(), 1);
+    }
+
+    #[tokio::test]
+    async fn an_idle_connection_is_taken_instead_of_waiting() {
+        let pool = Pool::default();
+        pool.release(conn().await);
+        let queued = pool.wait(None, |_| true);
+        assert!(!queued.connect);
+        assert!(queued.ticket.await.unwrap().is_ok());
+        assert_eq!(pool.idle_h1(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_failed_connect_fails_every_waiter() {
+        let pool = Pool::default();
+        let a = pool.wait(None, |_| true);
+        let b = pool.wait(None, |_| false);
+        pool.opened(Err(ConnectError::Timeout));
+        assert!(matches!(
+            a.ticket.await.unwrap(),
+            Err(ConnectError::Timeout)
+        ));
+        assert!(matches!(
+            b.ticket.await.unwrap(),
+            Err(ConnectError::Timeout)
+        ));
+        // Nothing is open any more: a host with no connection may always open one.
+        assert!(pool.wait(None, |open| open == 0).connect);
     }
 }
