@@ -19,3 +19,6 @@ pub mod translate;
 pub mod xds;
 
 pub use server::{Pilot, PilotError, PilotOptions};
+
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;

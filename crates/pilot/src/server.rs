@@ -105,6 +105,8 @@ impl Pilot {
         let xds_address = local_address(&xds_listener, options.xds_address)?;
         let http_address = local_address(&http_listener, options.http_address)?;
 
+        // Subscribed before the first build: a change made from now on makes a push.
+        let revisions = store.subscribe();
         let initial = build_context(&store, &options.mesh).await;
         let (context_sender, contexts) = watch::channel(initial);
         let sync = Arc::new(SyncRegistry::default());
@@ -113,6 +115,7 @@ impl Pilot {
 
         tasks.push(tokio::spawn(debounce_pushes(
             store.clone(),
+            revisions,
             options.clone(),
             context_sender,
             stopped.clone(),
@@ -226,11 +229,11 @@ async fn build_context(store: &Store, mesh: &MeshConfig) -> Arc<PushContext> {
 /// and publishes one push context for all of them.
 async fn debounce_pushes(
     store: Store,
+    mut revisions: watch::Receiver<u64>,
     options: PilotOptions,
     contexts: watch::Sender<Arc<PushContext>>,
     mut stopped: watch::Receiver<bool>,
 ) {
-    let mut revisions = store.subscribe();
     loop {
         tokio::select! {
             changed = revisions.changed() => if changed.is_err() { return },

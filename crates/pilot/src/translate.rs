@@ -14,14 +14,17 @@ mod routes;
 #[cfg(test)]
 mod tests;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
+use bosun_xds::pb::envoy::config::core::v3::Metadata;
 use bosun_xds::pb::envoy::config::core::v3::{
     AggregatedConfigSource, ApiVersion, ConfigSource, config_source::ConfigSourceSpecifier,
 };
-use bosun_xds::pb::google::protobuf::{Any, Duration as ProtoDuration};
+use bosun_xds::pb::google::protobuf::{
+    Any, Duration as ProtoDuration, Struct, Value, value::Kind as ValueKind,
+};
 use prost::{Message, Name};
 
 use crate::context::PushContext;
@@ -245,6 +248,22 @@ fn build_outbound_scope(context: &PushContext, proxy: &ProxyNode) -> OutboundSco
         scope.listeners = listeners::outbound(context, proxy, &view, allow_any);
     }
     scope
+}
+
+/// `filter_metadata: {istio: {config: <path>}}`: the Istio resource behind an Envoy one.
+pub(crate) fn config_metadata(path: &str) -> Metadata {
+    let istio = Struct {
+        fields: HashMap::from([(
+            "config".to_owned(),
+            Value {
+                kind: Some(ValueKind::StringValue(path.to_owned())),
+            },
+        )]),
+    };
+    Metadata {
+        filter_metadata: HashMap::from([("istio".to_owned(), istio)]),
+        ..Default::default()
+    }
 }
 
 /// A duration as protobuf.

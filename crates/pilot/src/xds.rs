@@ -28,7 +28,7 @@ pub use status::{ConnectionStatus, SyncRegistry, SyncState, TypeStatus};
 use crate::context::PushContext;
 use crate::node::ProxyNode;
 use crate::translate::{
-    CLUSTER_TYPE, LISTENER_TYPE, PUSH_ORDER, ProxyResources, ResourceMap, generate,
+    CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, PUSH_ORDER, ProxyResources, ResourceMap, generate,
 };
 
 /// The ADS service, to be served by tonic.
@@ -341,6 +341,41 @@ impl Connection {
         Ok(None)
     }
 
+    /// The responses of a push, in order. A cluster that changed is warmed again by Envoy,
+    /// which waits for its endpoints before it ACKs: they are sent again even when they did
+    /// not change (xDS protocol, "eventual consistency considerations").
+    fn sotw_push(&mut self) -> Vec<DiscoveryResponse> {
+        let mut responses = Vec::new();
+        let mut clusters_changed = false;
+        for type_url in self.requested_types() {
+            let force = type_url == ENDPOINT_TYPE && clusters_changed;
+            if let Some(response) = self.sotw_response(type_url, !force) {
+                clusters_changed |= type_url == CLUSTER_TYPE;
+                responses.push(response);
+            }
+        }
+        responses
+    }
+
+    /// Like [`Connection::sotw_push`], over delta: the endpoints of every cluster sent are
+    /// sent again.
+    fn delta_push(&mut self) -> Vec<DeltaDiscoveryResponse> {
+        let mut responses = Vec::new();
+        for type_url in self.requested_types() {
+            if let Some(response) = self.delta_response(type_url, false) {
+                if type_url == CLUSTER_TYPE {
+                    if let Some(endpoints) = self.types.get_mut(ENDPOINT_TYPE) {
+                        for cluster in &response.resources {
+                            endpoints.held.remove(&cluster.name);
+                        }
+                    }
+                }
+                responses.push(response);
+            }
+        }
+        responses
+    }
+
     fn requested_types(&self) -> Vec<&'static str> {
         PUSH_ORDER
             .iter()
@@ -405,11 +440,9 @@ impl AggregatedDiscoveryService for AdsServer {
                         }
                         let context = contexts.borrow_and_update().clone();
                         connection.update_context(context);
-                        for type_url in connection.requested_types() {
-                            if let Some(response) = connection.sotw_response(type_url, true) {
-                                if sender.send(Ok(response)).await.is_err() {
-                                    return;
-                                }
+                        for response in connection.sotw_push() {
+                            if sender.send(Ok(response)).await.is_err() {
+                                return;
                             }
                         }
                     }
@@ -462,11 +495,9 @@ impl AggregatedDiscoveryService for AdsServer {
                         }
                         let context = contexts.borrow_and_update().clone();
                         connection.update_context(context);
-                        for type_url in connection.requested_types() {
-                            if let Some(response) = connection.delta_response(type_url, false) {
-                                if sender.send(Ok(response)).await.is_err() {
-                                    return;
-                                }
+                        for response in connection.delta_push() {
+                            if sender.send(Ok(response)).await.is_err() {
+                                return;
                             }
                         }
                     }

@@ -21,6 +21,15 @@ enum Role {
     Router,
 }
 
+/// How traffic reaches a mesh proxy.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum CaptureMode {
+    /// Redirected by iptables.
+    Iptables,
+    /// Not redirected: explicit addresses.
+    None,
+}
+
 /// Who a mesh proxy is (as pilot-agent reads it from the pod).
 #[derive(Debug, clap::Args)]
 struct Identity {
@@ -56,11 +65,16 @@ struct Identity {
     /// Use delta xDS.
     #[arg(long = "delta")]
     delta: bool,
-    /// No traffic capture: serve outbound HTTP as an HTTP proxy on this port of the pod's
-    /// address, inbound on the pod's address, forwarding to `--app-address`.
-    #[arg(long = "http-proxy-port", value_name = "PORT")]
-    http_proxy_port: Option<u16>,
-    /// Where the application listens (with `--http-proxy-port`).
+    /// How the workload's traffic reaches the proxy: `iptables` (redirected to 15001/15006,
+    /// as istio-init sets up) or `none` (outbound HTTP through `HTTP_PROXY` to
+    /// `--http-proxy-port`, inbound on the pod's own address, forwarded to
+    /// `--app-address`; routers listen on the pod's address).
+    #[arg(long = "capture", value_enum, default_value = "iptables")]
+    capture: CaptureMode,
+    /// The outbound HTTP proxy port on the pod's address (capture `none`).
+    #[arg(long = "http-proxy-port", default_value_t = bosun_pilot::node::DEFAULT_HTTP_PROXY_PORT)]
+    http_proxy_port: u16,
+    /// Where the application listens (capture `none`).
     #[arg(long = "app-address", default_value = "127.0.0.1")]
     app_address: IpAddr,
     /// Print the bootstrap (JSON, usable with `envoy -c`) and exit.
@@ -96,7 +110,10 @@ impl Identity {
             pilot,
             admin: self.admin_address,
             delta: self.delta,
-            no_capture: self.http_proxy_port.map(|port| (port, self.app_address)),
+            no_capture: match self.capture {
+                CaptureMode::Iptables => None,
+                CaptureMode::None => Some((self.http_proxy_port, self.app_address)),
+            },
         })
     }
 }

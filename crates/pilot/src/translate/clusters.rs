@@ -298,7 +298,7 @@ fn service_cluster(
                 .map_or(DEFAULT_CONNECT_TIMEOUT, |d| d.get()),
         )),
         circuit_breakers: Some(circuit_breakers(policy.connection_pool.as_ref())),
-        metadata: Some(istio_metadata(service, port.port, subset, dr)),
+        metadata: dr.map(istio_metadata),
         ..Default::default()
     };
     let discovery = match service.resolution {
@@ -575,38 +575,12 @@ fn upstream_tls(tls: &ClientTlsSettings, hostname: &str) -> Option<TransportSock
     })
 }
 
-/// `filter_metadata.istio`: the service, its port and subset, and the DestinationRule that
-/// shaped the cluster (read by `proxy-config clusters`).
-fn istio_metadata(
-    service: &Service,
-    port: u16,
-    subset: Option<&str>,
-    dr: Option<&DestinationRuleEntry>,
-) -> Metadata {
-    let mut istio = serde_json::json!({
-        "services": [{
-            "host": service.id.hostname,
-            "name": service.name,
-            "namespace": service.id.namespace,
-        }],
-        "default_original_port": port,
-    });
-    if let Some(subset) = subset {
-        istio["subset"] = subset.into();
-    }
-    if let Some(dr) = dr {
-        istio["config"] = format!(
-            "/apis/networking.istio.io/v1/namespaces/{}/destination-rule/{}",
-            dr.namespace, dr.name
-        )
-        .into();
-    }
-    let object = istio.as_object().cloned().unwrap_or_default();
-    Metadata {
-        filter_metadata: HashMap::from([(
-            "istio".to_owned(),
-            crate::node::json_to_struct(&object),
-        )]),
-        ..Default::default()
-    }
+/// `filter_metadata.istio.config`: the DestinationRule that shaped the cluster (read by
+/// `proxy-config clusters`). One key only: protobuf maps encode in hash order, and a
+/// resource's version is a hash of its bytes, which must not change while it does not.
+fn istio_metadata(dr: &DestinationRuleEntry) -> Metadata {
+    super::config_metadata(&format!(
+        "/apis/networking.istio.io/v1/namespaces/{}/destination-rule/{}",
+        dr.namespace, dr.name
+    ))
 }

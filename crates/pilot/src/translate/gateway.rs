@@ -306,19 +306,18 @@ fn route_table(
                     let Some(host) = host_intersection(server_host, vs_host) else {
                         continue;
                     };
-                    let vhost_name = format!("{host}:{server_port}");
-                    let entry = hosts
-                        .entry(vhost_name.clone())
-                        .or_insert_with(|| VirtualHost {
-                            name: vhost_name,
-                            domains: if host == "*" {
-                                vec!["*".to_owned()]
-                            } else {
-                                vec![host.to_owned(), format!("{host}:*")]
-                            },
-                            include_request_attempt_count: true,
-                            ..Default::default()
-                        });
+                    // Servers on other ports may share this listener; a host gets one
+                    // virtual host (Envoy requires unique domains), named after the first.
+                    let entry = hosts.entry(host.to_owned()).or_insert_with(|| VirtualHost {
+                        name: format!("{host}:{server_port}"),
+                        domains: if host == "*" {
+                            vec!["*".to_owned()]
+                        } else {
+                            vec![host.to_owned(), format!("{host}:*")]
+                        },
+                        include_request_attempt_count: true,
+                        ..Default::default()
+                    });
                     if redirect {
                         if entry.routes.is_empty() {
                             entry.routes.push(https_redirect_route());

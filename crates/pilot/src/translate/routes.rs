@@ -1,7 +1,7 @@
 //! RDS: VirtualService http routes → Envoy routes, field by field as istiod translates them;
 //! the route tables of sidecars (one per port, `"9080"`) with a virtual host per service.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use base64::Engine as _;
@@ -329,7 +329,7 @@ fn translate_route(
     let mut route = Route {
         name,
         r#match: Some(m.map_or_else(|| prefix_match("/"), route_match)),
-        metadata: Some(config_metadata(vs)),
+        metadata: Some(vs_metadata(vs)),
         decorator: Some(Decorator {
             operation: format!("{hostname}:{}/*", scope.port),
             ..Default::default()
@@ -375,20 +375,11 @@ fn translate_route(
 }
 
 /// `filter_metadata.istio.config`: the VirtualService a route comes from.
-fn config_metadata(vs: &VirtualServiceEntry) -> Metadata {
-    let object = serde_json::json!({
-        "config": format!(
-            "/apis/networking.istio.io/v1/namespaces/{}/virtual-service/{}",
-            vs.namespace, vs.name
-        )
-    });
-    Metadata {
-        filter_metadata: HashMap::from([(
-            "istio".to_owned(),
-            crate::node::json_to_struct(object.as_object().unwrap_or(&serde_json::Map::new())),
-        )]),
-        ..Default::default()
-    }
+fn vs_metadata(vs: &VirtualServiceEntry) -> Metadata {
+    super::config_metadata(&format!(
+        "/apis/networking.istio.io/v1/namespaces/{}/virtual-service/{}",
+        vs.namespace, vs.name
+    ))
 }
 
 fn string_matcher(m: &StringMatch, ignore_case: bool) -> Option<StringMatcher> {

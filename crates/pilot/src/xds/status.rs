@@ -107,7 +107,11 @@ impl ConnectionStatus {
             object[format!("{short}_acked")] =
                 status.acked_nonce.clone().unwrap_or_default().into();
             if let Some(error) = &status.last_nack {
-                object[format!("{short}_nack")] = error.clone().into();
+                // The current rejection, and the last one for the record.
+                if status.nacked {
+                    object[format!("{short}_nack")] = error.clone().into();
+                }
+                object[format!("{short}_last_nack")] = error.clone().into();
             }
         }
         object
