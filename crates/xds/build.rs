@@ -62,7 +62,8 @@ fn main() {
 }
 
 /// Finds `envoy-types`' `proto/` directory through `cargo metadata`, which knows where the
-/// registry unpacked it.
+/// registry unpacked it. Filtered to the target platform: offline, cargo can only describe
+/// the packages it downloaded, and it downloads none for other platforms (Windows crates).
 fn envoy_types_proto_dir() -> PathBuf {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let manifest =
@@ -73,8 +74,10 @@ fn envoy_types_proto_dir() -> PathBuf {
             "--format-version",
             "1",
             "--offline",
-            "--manifest-path",
+            "--filter-platform",
         ])
+        .arg(std::env::var_os("TARGET").unwrap_or_default())
+        .arg("--manifest-path")
         .arg(&manifest)
         .output();
     let output = match output {
