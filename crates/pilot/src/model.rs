@@ -334,7 +334,7 @@ pub struct ServiceRegistry {
 impl ServiceRegistry {
     /// Builds the registry from a store snapshot.
     pub fn build(snapshot: &Snapshot) -> ServiceRegistry {
-        let workloads = collect_workloads(snapshot);
+        let workloads = Workloads::new(collect_workloads(snapshot));
         let mut services = Vec::new();
         let mut endpoints = HashMap::new();
         for (_, stored) in snapshot.of_kind(Kind::Service) {
@@ -365,7 +365,7 @@ impl ServiceRegistry {
         ServiceRegistry {
             services,
             endpoints,
-            workloads: workloads.into_iter().map(Arc::new).collect(),
+            workloads: workloads.all.into_iter().map(Arc::new).collect(),
             by_hostname,
         }
     }
@@ -443,6 +443,33 @@ pub fn resolve_short_name(host: &str, namespace: &str) -> String {
         0 => format!("{host}.{namespace}.{DOMAIN_SUFFIX}"),
         1 => format!("{host}.{DOMAIN_SUFFIX}"),
         _ => host.to_owned(),
+    }
+}
+
+/// Workloads with an index by namespace (selectors never cross namespaces).
+struct Workloads {
+    all: Vec<Workload>,
+    by_namespace: HashMap<String, Vec<usize>>,
+}
+
+impl Workloads {
+    fn new(all: Vec<Workload>) -> Self {
+        let mut by_namespace: HashMap<String, Vec<usize>> = HashMap::new();
+        for (index, workload) in all.iter().enumerate() {
+            by_namespace
+                .entry(workload.namespace.clone())
+                .or_default()
+                .push(index);
+        }
+        Workloads { all, by_namespace }
+    }
+
+    fn in_namespace<'a>(&'a self, namespace: &str) -> impl Iterator<Item = &'a Workload> + 'a {
+        self.by_namespace
+            .get(namespace)
+            .into_iter()
+            .flatten()
+            .map(|i| &self.all[*i])
     }
 }
 
@@ -558,7 +585,7 @@ fn endpoint_for(workload: &Workload, port: u16) -> Endpoint {
 
 fn kubernetes_service(
     service: &core::Service,
-    workloads: &[Workload],
+    workloads: &Workloads,
     snapshot: &Snapshot,
 ) -> Option<(Service, BTreeMap<u16, Vec<Endpoint>>)> {
     let name = service.metadata.name.clone()?;
@@ -620,8 +647,8 @@ fn kubernetes_service(
     let mut endpoints: BTreeMap<u16, Vec<Endpoint>> = BTreeMap::new();
     if let Some(selector) = &selector {
         for workload in workloads
-            .iter()
-            .filter(|w| w.namespace == namespace && labels_match(selector, &w.labels))
+            .in_namespace(&namespace)
+            .filter(|w| labels_match(selector, &w.labels))
         {
             for port in &svc.ports {
                 let target = match &port.target_port {
@@ -643,7 +670,7 @@ fn kubernetes_service(
             }
         }
     } else {
-        manual_endpoints(&svc, snapshot, workloads, &mut endpoints);
+        manual_endpoints(&svc, snapshot, &workloads.all, &mut endpoints);
     }
     for list in endpoints.values_mut() {
         list.sort_by(|a, b| (&a.address, a.port).cmp(&(&b.address, b.port)));
@@ -737,7 +764,7 @@ fn manual_endpoints(
 
 fn service_entry_services(
     entry: &bosun_api::Object<se::ServiceEntry>,
-    workloads: &[Workload],
+    workloads: &Workloads,
 ) -> Vec<(Service, BTreeMap<u16, Vec<Endpoint>>)> {
     let namespace = namespace_of(&entry.metadata);
     let spec = &entry.spec;
@@ -778,8 +805,8 @@ fn service_entry_services(
         .filter(|l| !l.is_empty());
     let selected: Vec<Workload> = match &selector {
         Some(selector) => workloads
-            .iter()
-            .filter(|w| w.namespace == namespace && labels_match(selector, &w.labels))
+            .in_namespace(&namespace)
+            .filter(|w| labels_match(selector, &w.labels))
             .cloned()
             .collect(),
         None => spec

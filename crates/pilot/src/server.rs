@@ -26,7 +26,7 @@ pub struct PilotOptions {
     pub http_address: SocketAddr,
     /// Mesh-wide settings.
     pub mesh: MeshConfig,
-    /// Quiet time after a change before a push (more changes within it join the push).
+    /// Changes closer than this to the previous push are gathered into one push.
     pub debounce: Duration,
     /// The longest a push waits for changes to stop.
     pub debounce_max: Duration,
@@ -225,8 +225,9 @@ async fn build_context(store: &Store, mesh: &MeshConfig) -> Arc<PushContext> {
     }
 }
 
-/// Waits for store changes, lets them settle (`debounce` of quiet, at most `debounce_max`),
-/// and publishes one push context for all of them.
+/// Waits for store changes and publishes push contexts. A change after a quiet spell is
+/// pushed at once; changes that follow within `debounce` of a push are gathered until they
+/// settle (`debounce` of quiet, at most `debounce_max`) and pushed together.
 async fn debounce_pushes(
     store: Store,
     mut revisions: watch::Receiver<u64>,
@@ -234,19 +235,23 @@ async fn debounce_pushes(
     contexts: watch::Sender<Arc<PushContext>>,
     mut stopped: watch::Receiver<bool>,
 ) {
+    let mut last_push: Option<Instant> = None;
     loop {
         tokio::select! {
             changed = revisions.changed() => if changed.is_err() { return },
             _ = stopped.wait_for(|s| *s) => return,
         }
-        let first = Instant::now();
-        loop {
-            let remaining = options.debounce_max.saturating_sub(first.elapsed());
-            let quiet = options.debounce.min(remaining);
-            match tokio::time::timeout(quiet, revisions.changed()).await {
-                Ok(Ok(())) if first.elapsed() < options.debounce_max => continue,
-                Ok(Err(_)) => return,
-                _ => break,
+        let in_burst = last_push.is_some_and(|at| at.elapsed() < options.debounce);
+        if in_burst {
+            let first = Instant::now();
+            loop {
+                let remaining = options.debounce_max.saturating_sub(first.elapsed());
+                let quiet = options.debounce.min(remaining);
+                match tokio::time::timeout(quiet, revisions.changed()).await {
+                    Ok(Ok(())) if first.elapsed() < options.debounce_max => continue,
+                    Ok(Err(_)) => return,
+                    _ => break,
+                }
             }
         }
         revisions.borrow_and_update();
@@ -258,5 +263,6 @@ async fn debounce_pushes(
             "push context built"
         );
         contexts.send_replace(context);
+        last_push = Some(Instant::now());
     }
 }
