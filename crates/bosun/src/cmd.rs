@@ -6,6 +6,7 @@ pub(crate) mod pilot;
 pub(crate) mod proxy;
 pub(crate) mod proxy_status;
 pub(crate) mod sample;
+pub(crate) mod up;
 pub(crate) mod validate;
 
 use std::path::PathBuf;

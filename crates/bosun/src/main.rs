@@ -38,6 +38,17 @@ enum Command {
     /// What pilot sent a proxy: clusters, listeners, routes, endpoints (`istioctl proxy-config`).
     #[command(name = "proxy-config", alias = "pc")]
     ProxyConfig(cmd::proxy_status::ConfigArgs),
+    /// Run workloads and Istio YAML as a mesh on this machine: pilot, an ingress gateway, and
+    /// every pod as local processes with its sidecar.
+    Up(cmd::up::UpArgs),
+    /// Bookinfo behind an ingress gateway on localhost, with what to try next.
+    Demo(cmd::up::DemoArgs),
+    /// The pods of the mesh `bosun up` runs.
+    Status(cmd::up::StatusArgs),
+    /// Stop the mesh `bosun up -d` runs.
+    Down(cmd::up::StateArgs),
+    /// Run a command in a pod of the mesh: its network (and sidecar), as `kubectl exec`.
+    Exec(cmd::up::ExecArgs),
     /// Run a built-in sample application (Bookinfo, httpbin, helloworld, tcp-echo, curl).
     #[command(subcommand)]
     Sample(bosun_samples::cli::Sample),
@@ -50,6 +61,11 @@ fn main() -> ExitCode {
         Command::Analyze(args) => cmd::analyze::run(args),
         Command::Proxy(args) => cmd::proxy::run(args),
         Command::Sample(sample) => cmd::sample::run(sample),
+        Command::Up(args) => cmd::up::up(args),
+        Command::Demo(args) => cmd::up::demo(args),
+        Command::Status(args) => cmd::up::status(args),
+        Command::Down(args) => cmd::up::down(args),
+        Command::Exec(args) => cmd::up::exec(args),
         Command::Pilot(args) => cmd::pilot::run(args),
         Command::Apply(args) => cmd::ctl::apply(args),
         Command::Delete(args) => cmd::ctl::delete(args),

@@ -3,9 +3,10 @@
 //! each beside its own sidecar; the [`runtime`] writes them to pilot's store as a kubelet
 //! would, and [`state`] lets later commands find the running mesh.
 
+pub mod netns;
 pub mod plan;
 pub mod runtime;
 pub mod state;
 pub mod supervisor;
 
-pub use runtime::{Mesh, MeshStatus, PodStatus, UpError, UpOptions};
+pub use runtime::{CaptureMode, Mesh, MeshStatus, PodStatus, UpError, UpOptions};

@@ -109,11 +109,10 @@ impl PodPlan {
             }
         }
         format!(
-            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {}\n  namespace: {}\n  labels: {{{}}}\n  annotations: {{bosun.dev/app-address: \"{}\"}}\nspec:\n  serviceAccountName: {}\n  containers:\n{containers}status:\n  phase: Running\n  podIP: {}\n  conditions:\n  - {{type: Ready, status: \"{}\"}}\n",
+            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {}\n  namespace: {}\n  labels: {{{}}}\nspec:\n  serviceAccountName: {}\n  containers:\n{containers}status:\n  phase: Running\n  podIP: {}\n  conditions:\n  - {{type: Ready, status: \"{}\"}}\n",
             json(&self.name),
             json(&self.namespace),
             labels.join(", "),
-            self.app_ip,
             json(&self.service_account),
             self.ip,
             if ready { "True" } else { "False" }
@@ -125,34 +124,50 @@ fn json(text: &str) -> String {
     serde_json::to_string(text).unwrap_or_default()
 }
 
-/// Hands out pod addresses: 127.<a>.<b>.<n> for pods and 127.<a>.<b+1>.<n> for their apps.
+/// Hands out pod addresses from a /24, from `.10` up.
 #[derive(Clone, Debug)]
 pub struct AddressPool {
-    network: (u8, u8),
+    network: [u8; 3],
     next: u8,
+    own_namespaces: bool,
 }
 
 impl AddressPool {
-    /// Pods in 127.`a`.`b`.0/24 (apps in the next /24).
-    pub fn new(a: u8, b: u8) -> Self {
+    /// Pods on loopback, in 127.`a`.`b`.0/24, their apps on the same host number in the next
+    /// /24 (so that a pod's sidecar and its app can both listen on the app's port).
+    pub fn loopback(a: u8, b: u8) -> Self {
         AddressPool {
-            network: (a, b),
+            network: [127, a, b],
             next: 10,
+            own_namespaces: false,
         }
     }
 
-    /// The next pod address and its app address.
+    /// Pods in network namespaces of their own, in `network`/24: an app listens on every
+    /// address of its namespace, as in a container.
+    pub fn namespaced(network: Ipv4Addr) -> Self {
+        let [a, b, c, _] = network.octets();
+        AddressPool {
+            network: [a, b, c],
+            next: 10,
+            own_namespaces: true,
+        }
+    }
+
+    /// The next pod address and the address its app listens on.
     pub fn allocate(&mut self, pod: &str) -> Result<(Ipv4Addr, Ipv4Addr), PlanError> {
         if self.next == 255 {
             return Err(PlanError::OutOfAddresses(pod.to_owned()));
         }
         let n = self.next;
         self.next += 1;
-        let (a, b) = self.network;
-        Ok((
-            Ipv4Addr::new(127, a, b, n),
-            Ipv4Addr::new(127, a, b.wrapping_add(1), n),
-        ))
+        let [a, b, c] = self.network;
+        let app = if self.own_namespaces {
+            Ipv4Addr::UNSPECIFIED
+        } else {
+            Ipv4Addr::new(a, b, c.wrapping_add(1), n)
+        };
+        Ok((Ipv4Addr::new(a, b, c, n), app))
     }
 }
 
@@ -389,7 +404,7 @@ mod tests {
     fn bookinfo_becomes_six_pods_of_sample_apps() {
         let path = bosun_api::testing::istio_path("samples/bookinfo/platform/kube/bookinfo.yaml");
         let text = std::fs::read_to_string(path).unwrap();
-        let pods = plan(&resources(&text), &mut AddressPool::new(10, 0)).unwrap();
+        let pods = plan(&resources(&text), &mut AddressPool::loopback(10, 0)).unwrap();
         assert_eq!(pods.len(), 6);
         let reviews = pods
             .iter()
@@ -420,7 +435,7 @@ mod tests {
             "the container's own environment is kept"
         );
         // Stable names, as a ReplicaSet's.
-        let again = plan(&resources(&text), &mut AddressPool::new(10, 0)).unwrap();
+        let again = plan(&resources(&text), &mut AddressPool::loopback(10, 0)).unwrap();
         assert_eq!(pods[0].name, again[0].name);
     }
 
@@ -435,7 +450,7 @@ mod tests {
             "nginx:1.27",
             "        command: [python3, -m, http.server]\n        args: ['8000']\n",
         );
-        let pods = plan(&resources(&text), &mut AddressPool::new(10, 0)).unwrap();
+        let pods = plan(&resources(&text), &mut AddressPool::loopback(10, 0)).unwrap();
         assert_eq!(pods.len(), 2);
         assert_eq!(
             pods[0].containers[0].program,
@@ -452,7 +467,7 @@ mod tests {
         );
         let error = plan(
             &resources(&deployment("nginx:1.27", "")),
-            &mut AddressPool::new(10, 0),
+            &mut AddressPool::loopback(10, 0),
         )
         .unwrap_err();
         let message = error.to_string();

@@ -5,18 +5,20 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bosun_api::load::{Problem, Source, load_sources};
 use bosun_api::{Kind, Resource};
-use bosun_pilot::store::{ResourceKey, StoreError};
+use bosun_pilot::context::MeshConfig;
+use bosun_pilot::store::{ResourceKey, Snapshot, Store, StoreError};
 use bosun_pilot::{Pilot, PilotError, PilotOptions};
 use tokio::task::JoinHandle;
 
+use crate::netns::{self, NetnsError, PodNamespace, PodNetwork};
 use crate::plan::{
-    AddressPool, GATEWAY_NAME, GATEWAY_NAMESPACE, PlanError, PodPlan, Program, gateway_pod,
-    gateway_service_yaml, plan,
+    AddressPool, ContainerPlan, GATEWAY_NAME, GATEWAY_NAMESPACE, PlanError, PodPlan, Program,
+    gateway_pod, gateway_service_yaml, plan,
 };
 use crate::supervisor::{Supervisor, UnitSpec, UnitState};
 
@@ -24,6 +26,31 @@ use crate::supervisor::{Supervisor, UnitSpec, UnitState};
 pub const SIDECAR: &str = "istio-proxy";
 /// The outbound HTTP proxy port of every sidecar (on its pod's address).
 pub const HTTP_PROXY_PORT: u16 = bosun_pilot::node::DEFAULT_HTTP_PROXY_PORT;
+/// The proxies' admin port (on their pod's address).
+pub const ADMIN_PORT: u16 = 15000;
+
+/// How the workloads' traffic reaches their sidecars.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CaptureMode {
+    /// No root needed: every pod has a loopback address of its own, the app's outbound HTTP
+    /// goes through its sidecar as `HTTP_PROXY`, inbound through the sidecar's listeners on
+    /// the pod address.
+    Loopback,
+    /// As root: every pod has its own network namespace, iptables redirects its TCP to the
+    /// sidecar (15001/15006) and its DNS to the sidecar's DNS proxy, as istio-init does.
+    Netns,
+}
+
+impl CaptureMode {
+    /// As the `--capture` flag spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CaptureMode::Loopback => "loopback",
+            CaptureMode::Netns => "netns",
+        }
+    }
+}
 
 /// How to run the mesh.
 #[derive(Clone, Debug)]
@@ -34,16 +61,52 @@ pub struct UpOptions {
     pub state_dir: PathBuf,
     /// The `bosun` executable (sidecars and sample apps are its subcommands).
     pub bosun: PathBuf,
-    /// The gateway's address.
-    pub gateway_ip: Ipv4Addr,
-    /// The gateway's HTTP port.
-    pub gateway_port: u16,
-    /// Pods get 127.`a`.`b`.x (apps 127.`a`.`b+1`.x).
-    pub pod_network: (u8, u8),
-    /// Pilot's ADS address.
+    /// How traffic is captured.
+    pub capture: CaptureMode,
+    /// Where the ingress gateway serves HTTP (its Service maps port 80 there).
+    pub gateway: SocketAddr,
+    /// The gateway's admin endpoint.
+    pub gateway_admin: SocketAddr,
+    /// The /24 pods get addresses in: 127.a.b.0 on loopback (apps in the next /24), a
+    /// private network in namespaces (the host is its `.1`).
+    pub pod_network: Ipv4Addr,
+    /// Pilot's ADS address (with namespaces, its host part is the bridge's address).
     pub xds_address: SocketAddr,
     /// Pilot's HTTP API address.
     pub http_address: SocketAddr,
+    /// Where Services get their cluster IPs.
+    pub cluster_ip_range: ipnet::Ipv4Net,
+    /// Mesh-wide settings.
+    pub mesh: MeshConfig,
+}
+
+impl UpOptions {
+    /// Defaults for everything but the input: the gateway on localhost:8080, pilot on its
+    /// usual ports, pods on 127.10.0.0/24 or (namespaces) 10.244.0.0/24.
+    pub fn new(
+        sources: Vec<Source>,
+        state_dir: PathBuf,
+        bosun: PathBuf,
+        capture: CaptureMode,
+    ) -> Self {
+        UpOptions {
+            sources,
+            state_dir,
+            bosun,
+            capture,
+            gateway: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            gateway_admin: SocketAddr::from(([127, 0, 0, 1], ADMIN_PORT)),
+            pod_network: match capture {
+                CaptureMode::Loopback => Ipv4Addr::new(127, 10, 0, 0),
+                CaptureMode::Netns => Ipv4Addr::new(10, 244, 0, 0),
+            },
+            xds_address: SocketAddr::from(([127, 0, 0, 1], 15010)),
+            http_address: SocketAddr::from(([127, 0, 0, 1], 15014)),
+            cluster_ip_range: ipnet::Ipv4Net::new(Ipv4Addr::new(10, 96, 0, 0), 16)
+                .unwrap_or_default(),
+            mesh: MeshConfig::default(),
+        }
+    }
 }
 
 /// Why the mesh could not start.
@@ -61,12 +124,23 @@ pub enum UpError {
     /// The store refused something.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The pods' network could not be set up.
+    #[error("setting up the pods' network namespaces: {0}")]
+    Network(#[from] NetnsError),
+    /// Network namespaces need root.
+    #[error(
+        "capture mode netns needs root (network namespaces and iptables); run as root or use --capture loopback"
+    )]
+    NotRoot,
+    /// The addresses given do not fit the capture mode.
+    #[error("{0}")]
+    BadAddress(String),
 }
 
 /// A pod, as `bosun status` shows it.
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct PodStatus {
-    /// `namespace/name`.
+    /// Its namespace.
     pub namespace: String,
     /// Its name.
     pub name: String,
@@ -78,10 +152,18 @@ pub struct PodStatus {
     pub restarts: u32,
     /// Its address.
     pub ip: String,
+    /// Its `app` label.
+    pub app: String,
     /// Its `version` label.
     pub version: String,
-    /// Its sidecar's sync state with pilot (`SYNCED`, `STALE`, …).
+    /// Its sidecar's sync state with pilot (`SYNCED`, `STALE`, `NACKED`, `NOT CONNECTED`).
     pub sync: String,
+    /// Its proxy's admin endpoint.
+    pub admin: String,
+    /// The network namespace it runs in (capture `netns`).
+    pub netns: Option<String>,
+    /// Its sidecar's outbound HTTP proxy (capture `loopback`).
+    pub http_proxy: Option<String>,
 }
 
 /// The mesh, as `bosun status` shows it.
@@ -89,15 +171,44 @@ pub struct PodStatus {
 pub struct MeshStatus {
     /// The gateway's URL.
     pub gateway_url: String,
-    /// Pilot's HTTP API.
+    /// Pilot's HTTP API (`host:port`).
     pub pilot: String,
     /// Pilot's ADS address.
     pub xds: String,
+    /// How traffic is captured.
+    pub capture: CaptureMode,
     /// Every pod, the gateway first.
     pub pods: Vec<PodStatus>,
-    /// Admin endpoints of the proxies, by pod.
-    pub admin: BTreeMap<String, String>,
 }
+
+impl MeshStatus {
+    /// Whether every pod runs, is ready and has its configuration.
+    pub fn is_ready(&self) -> bool {
+        self.pods
+            .iter()
+            .all(|p| p.status == "Running" && p.sync == "SYNCED")
+    }
+
+    /// A pod by name, or by the name of its Deployment (the first of its pods), as
+    /// `kubectl exec deploy/NAME` picks one.
+    pub fn find_pod(&self, name: &str, namespace: &str) -> Option<&PodStatus> {
+        let in_namespace = || self.pods.iter().filter(|p| p.namespace == namespace);
+        let deployment = name
+            .strip_prefix("deploy/")
+            .or_else(|| name.strip_prefix("deployment/"));
+        match deployment {
+            Some(deployment) => in_namespace().find(|p| {
+                p.name
+                    .strip_prefix(deployment)
+                    .is_some_and(|rest| rest.starts_with('-') && rest[1..].contains('-'))
+            }),
+            None => in_namespace().find(|p| p.name == name),
+        }
+    }
+}
+
+/// A kubelet's view of which pods pass their readiness probes.
+type ReadySet = Arc<Mutex<BTreeSet<String>>>;
 
 /// The running mesh.
 #[derive(Debug)]
@@ -107,8 +218,10 @@ pub struct Mesh {
     pods: Vec<PodPlan>,
     gateway: PodPlan,
     options: UpOptions,
-    ready: Arc<std::sync::Mutex<BTreeSet<String>>>,
+    ready: ReadySet,
     kubelet: JoinHandle<()>,
+    network: Option<PodNetwork>,
+    namespaces: BTreeMap<String, PodNamespace>,
 }
 
 fn env_name(service: &str) -> String {
@@ -116,65 +229,114 @@ fn env_name(service: &str) -> String {
 }
 
 impl Mesh {
-    /// Starts everything.
-    pub async fn up(options: UpOptions) -> Result<Mesh, UpError> {
+    /// Starts everything. On an error, what was started is stopped again.
+    pub async fn up(mut options: UpOptions) -> Result<Mesh, UpError> {
         let loaded = load_sources(&options.sources);
         if !loaded.problems.is_empty() {
             return Err(UpError::Invalid(loaded.problems));
         }
         let resources: Vec<Resource> = loaded.loaded.into_iter().map(|l| l.resource).collect();
-        let mut addresses = AddressPool::new(options.pod_network.0, options.pod_network.1);
+        let mut addresses = match options.capture {
+            CaptureMode::Loopback => {
+                let [first, a, b, _] = options.pod_network.octets();
+                if first != 127 {
+                    return Err(UpError::BadAddress(format!(
+                        "capture mode loopback needs a pod network in 127.0.0.0/8, not {}",
+                        options.pod_network
+                    )));
+                }
+                AddressPool::loopback(a, b)
+            }
+            CaptureMode::Netns => {
+                if !netns::available() {
+                    return Err(UpError::NotRoot);
+                }
+                AddressPool::namespaced(options.pod_network)
+            }
+        };
         let pods = plan(&resources, &mut addresses)?;
-        let gateway = gateway_pod(options.gateway_ip);
+        let IpAddr::V4(gateway_ip) = options.gateway.ip() else {
+            return Err(UpError::BadAddress(format!(
+                "the gateway's address must be IPv4, not {}",
+                options.gateway
+            )));
+        };
+        let gateway = gateway_pod(gateway_ip);
 
-        let pilot = Pilot::start(PilotOptions {
+        let network = match options.capture {
+            CaptureMode::Netns => {
+                let network = PodNetwork::create(options.pod_network).await?;
+                options
+                    .xds_address
+                    .set_ip(IpAddr::V4(network.host_address()));
+                Some(network)
+            }
+            CaptureMode::Loopback => None,
+        };
+        let started = Self::start(options, resources, pods, gateway, network.clone()).await;
+        match started {
+            Ok(mesh) => Ok(mesh),
+            Err((error, namespaces)) => {
+                for namespace in namespaces.values() {
+                    let _ = namespace.remove().await;
+                }
+                if let Some(network) = network {
+                    network.remove().await;
+                }
+                Err(error)
+            }
+        }
+    }
+
+    /// Starts pilot and the pods; on an error, gives back the namespaces made so far.
+    async fn start(
+        options: UpOptions,
+        resources: Vec<Resource>,
+        pods: Vec<PodPlan>,
+        gateway: PodPlan,
+        network: Option<PodNetwork>,
+    ) -> Result<Mesh, (UpError, BTreeMap<String, PodNamespace>)> {
+        let mut namespaces = BTreeMap::new();
+        if let Some(network) = &network {
+            for pod in &pods {
+                match network.add_pod(pod.ip, &pod.name, &pod.namespace).await {
+                    Ok(namespace) => {
+                        namespaces.insert(pod.name.clone(), namespace);
+                    }
+                    Err(e) => return Err((e.into(), namespaces)),
+                }
+            }
+        }
+        let pilot = match Pilot::start(PilotOptions {
             config_dir: Some(options.state_dir.join("store")),
             xds_address: options.xds_address,
             http_address: options.http_address,
+            mesh: options.mesh.clone(),
+            cluster_ip_range: Some(options.cluster_ip_range),
             ..PilotOptions::default()
         })
-        .await?;
-        let store = pilot.store().clone();
-        // Pods of an earlier run are gone: the kubelet registers the new ones.
-        let stale: Vec<ResourceKey> = store
-            .snapshot()
-            .of_kind(Kind::Pod)
-            .map(|(key, _)| key.clone())
-            .collect();
-        store.delete(&stale)?;
-        let mut config: Vec<Resource> = resources
-            .into_iter()
-            .filter(|r| r.kind() != Kind::Pod)
-            .collect();
-        let has_gateway_service = config.iter().any(|r| {
-            r.kind() == Kind::Service
-                && r.name() == GATEWAY_NAME
-                && r.namespace() == Some(GATEWAY_NAMESPACE)
-        });
-        if !has_gateway_service {
-            let gateway_yaml = gateway_service_yaml(options.gateway_port);
-            let extra = load_sources(&[Source::new("gateway", gateway_yaml)]);
-            config.extend(extra.loaded.into_iter().map(|l| l.resource));
+        .await
+        {
+            Ok(pilot) => pilot,
+            Err(e) => return Err((e.into(), namespaces)),
+        };
+        if let Err(e) = register(pilot.store(), resources, &pods, &gateway, &options) {
+            pilot.shutdown().await;
+            return Err((e, namespaces));
         }
-        store.apply(config, None)?;
-        let mut pod_docs = vec![Source::new("kubelet", gateway.pod_yaml(true))];
-        pod_docs.extend(
-            pods.iter()
-                .map(|p| Source::new("kubelet", p.pod_yaml(false))),
-        );
-        store.apply_sources(&pod_docs, None)?;
 
         let supervisor = Arc::new(Supervisor::new());
-        let mesh_env = service_env(&store.snapshot());
+        let mesh_env = service_env(&pilot.store().snapshot(), options.capture);
         for pod in &pods {
+            let namespace = namespaces.get(&pod.name);
             for container in &pod.containers {
-                supervisor.start(app_unit(&options, pod, container, &mesh_env));
+                supervisor.start(app_unit(&options, pod, container, &mesh_env, namespace));
             }
-            supervisor.start(proxy_unit(&options, pod, pilot.xds_address(), false));
+            supervisor.start(proxy_unit(&options, pod, pilot.xds_address(), namespace));
         }
-        supervisor.start(proxy_unit(&options, &gateway, pilot.xds_address(), true));
+        supervisor.start(proxy_unit(&options, &gateway, pilot.xds_address(), None));
 
-        let ready = Arc::new(std::sync::Mutex::new(BTreeSet::new()));
+        let ready = ReadySet::default();
         let kubelet = tokio::spawn(kubelet(pilot.store().clone(), pods.clone(), ready.clone()));
         Ok(Mesh {
             pilot,
@@ -184,6 +346,8 @@ impl Mesh {
             options,
             ready,
             kubelet,
+            network,
+            namespaces,
         })
     }
 
@@ -194,10 +358,7 @@ impl Mesh {
 
     /// The gateway's HTTP address.
     pub fn gateway_address(&self) -> SocketAddr {
-        SocketAddr::new(
-            IpAddr::V4(self.options.gateway_ip),
-            self.options.gateway_port,
-        )
+        self.options.gateway
     }
 
     /// A receiver that sees changes of the processes' states.
@@ -211,7 +372,6 @@ impl Mesh {
         let ready = self.ready.lock().unwrap_or_else(|e| e.into_inner()).clone();
         let sync = self.pilot.sync().connections();
         let mut pods = Vec::new();
-        let mut admin = BTreeMap::new();
         for pod in std::iter::once(&self.gateway).chain(self.pods.iter()) {
             let mut names: Vec<String> = pod
                 .containers
@@ -228,13 +388,10 @@ impl Mesh {
             let proxy_name = format!("{}.{}", pod.name, pod.namespace);
             let connection = sync.iter().find(|c| c.node.name() == proxy_name);
             let sync_state = connection.map_or("NOT CONNECTED".to_owned(), |c| {
-                let states: BTreeSet<&str> = bosun_pilot::translate::PUSH_ORDER
+                bosun_pilot::translate::PUSH_ORDER
                     .iter()
                     .map(|t| c.state(t).as_str())
                     .filter(|s| *s != "NOT SENT")
-                    .collect();
-                states
-                    .into_iter()
                     .max_by_key(|s| match *s {
                         "NACKED" => 3,
                         "STALE" => 2,
@@ -254,6 +411,7 @@ impl Mesh {
                 "ContainerCreating"
             };
             let ready_count = if app_ready { running } else { running.min(1) };
+            let is_gateway = pod.name == self.gateway.name;
             pods.push(PodStatus {
                 namespace: pod.namespace.clone(),
                 name: pod.name.clone(),
@@ -261,29 +419,38 @@ impl Mesh {
                 status: status.to_owned(),
                 restarts,
                 ip: pod.ip.to_string(),
+                app: pod.labels.get("app").cloned().unwrap_or_default(),
                 version: pod.labels.get("version").cloned().unwrap_or_default(),
                 sync: sync_state,
+                admin: format!(
+                    "http://{}",
+                    if is_gateway {
+                        self.options.gateway_admin
+                    } else {
+                        SocketAddr::from((pod.ip, ADMIN_PORT))
+                    }
+                ),
+                netns: self.namespaces.get(&pod.name).map(|n| n.name().to_owned()),
+                http_proxy: (self.options.capture == CaptureMode::Loopback && !is_gateway)
+                    .then(|| format!("http://{}:{HTTP_PROXY_PORT}", pod.ip)),
             });
-            admin.insert(proxy_name, format!("http://{}:15000", pod.ip));
         }
         MeshStatus {
             gateway_url: format!("http://{}", self.gateway_address()),
-            pilot: format!("http://{}", self.pilot.http_address()),
+            pilot: self.pilot.http_address().to_string(),
             xds: self.pilot.xds_address().to_string(),
+            capture: self.options.capture,
             pods,
-            admin,
         }
     }
 
     /// Whether every pod runs, is ready and has its configuration.
     pub fn is_ready(&self) -> bool {
-        self.status()
-            .pods
-            .iter()
-            .all(|p| p.status == "Running" && p.sync == "SYNCED")
+        self.status().is_ready()
     }
 
-    /// Stops everything in order: the gateway, the sidecars, the apps, pilot.
+    /// Stops everything in order: the gateway, the sidecars, the apps, pilot; then removes
+    /// the pods' network namespaces.
     pub async fn down(self) {
         self.kubelet.abort();
         let gateway = format!("{}/", self.gateway.name);
@@ -295,28 +462,86 @@ impl Mesh {
             .await;
         self.supervisor.stop_where(|_| true).await;
         self.pilot.shutdown().await;
+        for namespace in self.namespaces.values() {
+            if let Err(e) = namespace.remove().await {
+                tracing::warn!(namespace = namespace.name(), error = %e, "cannot remove");
+            }
+        }
+        if let Some(network) = &self.network {
+            network.remove().await;
+        }
     }
 }
 
-/// `<SERVICE>_SERVICE_HOST` and `_PORT` for every Service, by namespace (as Kubernetes sets
-/// them; the host is the Service's name, which the sidecar resolves).
-fn service_env(snapshot: &bosun_pilot::store::Snapshot) -> BTreeMap<String, Vec<(String, String)>> {
+/// Writes the workloads to the store as the API server and kubelets would: the config and
+/// Services (without the Pods of the input, which the runtime runs), the gateway's Service
+/// unless the input has one, and a Pod per planned pod, not ready yet.
+fn register(
+    store: &Store,
+    resources: Vec<Resource>,
+    pods: &[PodPlan],
+    gateway: &PodPlan,
+    options: &UpOptions,
+) -> Result<(), UpError> {
+    // Pods of an earlier run are gone: the kubelet registers the new ones.
+    let stale: Vec<ResourceKey> = store
+        .snapshot()
+        .of_kind(Kind::Pod)
+        .map(|(key, _)| key.clone())
+        .collect();
+    store.delete(&stale)?;
+    let mut config: Vec<Resource> = resources
+        .into_iter()
+        .filter(|r| r.kind() != Kind::Pod)
+        .collect();
+    let has_gateway_service = config.iter().any(|r| {
+        r.kind() == Kind::Service
+            && r.name() == GATEWAY_NAME
+            && r.namespace() == Some(GATEWAY_NAMESPACE)
+    });
+    if !has_gateway_service {
+        let gateway_yaml = gateway_service_yaml(options.gateway.port());
+        let extra = load_sources(&[Source::new("gateway", gateway_yaml)]);
+        if !extra.problems.is_empty() {
+            return Err(UpError::Invalid(extra.problems));
+        }
+        config.extend(extra.loaded.into_iter().map(|l| l.resource));
+    }
+    store.apply(config, None)?;
+    let mut pod_docs = vec![Source::new("kubelet", gateway.pod_yaml(true))];
+    pod_docs.extend(
+        pods.iter()
+            .map(|p| Source::new("kubelet", p.pod_yaml(false))),
+    );
+    store.apply_sources(&pod_docs, None)?;
+    Ok(())
+}
+
+/// `<SERVICE>_SERVICE_HOST` and `_PORT` for every Service, by namespace, as Kubernetes sets
+/// them. The host is the cluster IP when traffic is captured; on loopback it is the
+/// Service's name, which the sidecar (the app's HTTP proxy) resolves.
+fn service_env(
+    snapshot: &Snapshot,
+    capture: CaptureMode,
+) -> BTreeMap<String, Vec<(String, String)>> {
     let mut env: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
     for (key, stored) in snapshot.of_kind(Kind::Service) {
         let Resource::Service(service) = &*stored.resource else {
             continue;
         };
-        let Some(port) = service
-            .spec
-            .as_ref()
-            .and_then(|s| s.ports.as_ref())
-            .and_then(|p| p.first())
-        else {
+        let Some(spec) = service.spec.as_ref() else {
             continue;
+        };
+        let Some(port) = spec.ports.as_ref().and_then(|p| p.first()) else {
+            continue;
+        };
+        let host = match (capture, spec.cluster_ip.as_deref()) {
+            (CaptureMode::Netns, Some(ip)) if ip != "None" => ip.to_owned(),
+            _ => key.name.clone(),
         };
         let prefix = env_name(&key.name);
         let list = env.entry(key.namespace.clone()).or_default();
-        list.push((format!("{prefix}_SERVICE_HOST"), key.name.clone()));
+        list.push((format!("{prefix}_SERVICE_HOST"), host));
         list.push((format!("{prefix}_SERVICE_PORT"), port.port.to_string()));
     }
     env
@@ -331,21 +556,44 @@ fn log_path(options: &UpOptions, pod: &PodPlan, container: &str) -> PathBuf {
         .join(format!("{container}.log"))
 }
 
+/// A pod's program, run in its network namespace when it has one.
+fn in_pod(
+    namespace: Option<&PodNamespace>,
+    as_proxy: bool,
+    program: PathBuf,
+    args: Vec<String>,
+) -> (PathBuf, Vec<String>) {
+    let Some(namespace) = namespace else {
+        return (program, args);
+    };
+    let program = program.display().to_string();
+    let (wrapper, mut wrapped) = if as_proxy {
+        namespace.exec_as_proxy(&program)
+    } else {
+        namespace.exec(&program)
+    };
+    wrapped.extend(args);
+    (PathBuf::from(wrapper), wrapped)
+}
+
 fn app_unit(
     options: &UpOptions,
     pod: &PodPlan,
-    container: &crate::plan::ContainerPlan,
+    container: &ContainerPlan,
     mesh_env: &BTreeMap<String, Vec<(String, String)>>,
+    namespace: Option<&PodNamespace>,
 ) -> UnitSpec {
-    let proxy = format!("http://{}:{HTTP_PROXY_PORT}", pod.ip);
     let mut env: Vec<(String, String)> = mesh_env.get(&pod.namespace).cloned().unwrap_or_default();
+    if options.capture == CaptureMode::Loopback {
+        let proxy = format!("http://{}:{HTTP_PROXY_PORT}", pod.ip);
+        env.push(("HTTP_PROXY".to_owned(), proxy.clone()));
+        env.push(("http_proxy".to_owned(), proxy));
+    }
     env.extend([
-        ("HTTP_PROXY".to_owned(), proxy.clone()),
-        ("http_proxy".to_owned(), proxy),
         ("HOSTNAME".to_owned(), pod.name.clone()),
         ("POD_NAME".to_owned(), pod.name.clone()),
         ("POD_NAMESPACE".to_owned(), pod.namespace.clone()),
-        ("INSTANCE_IP".to_owned(), pod.app_ip.to_string()),
+        ("INSTANCE_IP".to_owned(), pod.ip.to_string()),
     ]);
     env.extend(container.env.iter().cloned());
     let (program, args) = match &container.program {
@@ -359,6 +607,7 @@ fn app_unit(
             argv.iter().skip(1).cloned().collect(),
         ),
     };
+    let (program, args) = in_pod(namespace, false, program, args);
     UnitSpec {
         name: format!("{}/{}", pod.name, container.name),
         program,
@@ -368,10 +617,21 @@ fn app_unit(
     }
 }
 
-fn proxy_unit(options: &UpOptions, pod: &PodPlan, xds: SocketAddr, router: bool) -> UnitSpec {
+fn proxy_unit(
+    options: &UpOptions,
+    pod: &PodPlan,
+    xds: SocketAddr,
+    namespace: Option<&PodNamespace>,
+) -> UnitSpec {
+    let is_gateway = pod.containers.is_empty() && pod.name.starts_with(GATEWAY_NAME);
+    let admin = if is_gateway {
+        options.gateway_admin
+    } else {
+        SocketAddr::from((pod.ip, ADMIN_PORT))
+    };
     let mut args = vec![
         "proxy".to_owned(),
-        if router { "router" } else { "sidecar" }.to_owned(),
+        if is_gateway { "router" } else { "sidecar" }.to_owned(),
         "--pilot".to_owned(),
         xds.to_string(),
         "--pod-name".to_owned(),
@@ -383,38 +643,56 @@ fn proxy_unit(options: &UpOptions, pod: &PodPlan, xds: SocketAddr, router: bool)
         "--service-account".to_owned(),
         pod.service_account.clone(),
         "--admin-address".to_owned(),
-        format!("{}:15000", pod.ip),
-        "--capture".to_owned(),
-        "none".to_owned(),
-        "--app-address".to_owned(),
-        pod.app_ip.to_string(),
+        admin.to_string(),
     ];
+    if namespace.is_some() {
+        args.extend([
+            "--capture".to_owned(),
+            "iptables".to_owned(),
+            "--dns-address".to_owned(),
+            format!("127.0.0.1:{}", netns::DNS_PORT),
+        ]);
+    } else {
+        args.extend([
+            "--capture".to_owned(),
+            "none".to_owned(),
+            "--app-address".to_owned(),
+            pod.app_ip.to_string(),
+        ]);
+    }
     for (key, value) in &pod.labels {
         args.push("--label".to_owned());
         args.push(format!("{key}={value}"));
     }
+    let (program, args) = in_pod(namespace, true, options.bosun.clone(), args);
     UnitSpec {
         name: format!("{}/{SIDECAR}", pod.name),
-        program: options.bosun.clone(),
+        program,
         args,
         env: Vec::new(),
         log: log_path(options, pod, SIDECAR),
     }
 }
 
+/// Where a kubelet probes a pod's ports: the app's own address on loopback; the pod's
+/// address (through its sidecar) in a namespace.
+fn probe_address(pod: &PodPlan) -> Ipv4Addr {
+    if pod.app_ip.is_unspecified() {
+        pod.ip
+    } else {
+        pod.app_ip
+    }
+}
+
 /// A kubelet's readiness probes: a pod is ready when each of its containers' ports accepts a
 /// connection; the Pod in the store follows.
-async fn kubelet(
-    store: bosun_pilot::store::Store,
-    pods: Vec<PodPlan>,
-    ready: Arc<std::sync::Mutex<BTreeSet<String>>>,
-) {
+async fn kubelet(store: Store, pods: Vec<PodPlan>, ready: ReadySet) {
     let mut known: BTreeMap<String, bool> = BTreeMap::new();
     loop {
         for pod in &pods {
             let mut is_ready = true;
             for port in pod.containers.iter().flat_map(|c| c.ports.iter()) {
-                let address = SocketAddr::from((pod.app_ip, *port));
+                let address = SocketAddr::from((probe_address(pod), *port));
                 let connected = tokio::time::timeout(
                     Duration::from_millis(300),
                     tokio::net::TcpStream::connect(address),
@@ -441,6 +719,9 @@ async fn kubelet(
                 set.remove(&pod.name);
             }
         }
-        tokio::time::sleep(Duration::from_millis(250)).await;
+        // Quick while pods come up; then at a kubelet's calmer pace.
+        let all_ready = known.len() == pods.len() && known.values().all(|r| *r);
+        let period = if all_ready { 2000 } else { 250 };
+        tokio::time::sleep(Duration::from_millis(period)).await;
     }
 }

@@ -72,6 +72,7 @@ fn store_error(e: StoreError) -> Response {
         StoreError::NamespaceMismatch { .. } | StoreError::InvalidName(_) => {
             error(StatusCode::BAD_REQUEST, e.to_string())
         }
+        StoreError::ClusterIpsExhausted(_) => error(StatusCode::CONFLICT, e.to_string()),
         StoreError::Io { .. } | StoreError::Serialize { .. } => {
             error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
         }

@@ -57,6 +57,8 @@ pub struct BootstrapOptions {
     pub delta: bool,
     /// No traffic capture: the HTTP proxy port and the application's address.
     pub no_capture: Option<(u16, IpAddr)>,
+    /// The workload's DNS is captured: the proxy asks for the name table (`DNS_CAPTURE`).
+    pub dns_capture: bool,
 }
 
 impl BootstrapOptions {
@@ -84,6 +86,9 @@ pub fn bootstrap(options: &BootstrapOptions) -> Bootstrap {
         metadata[CAPTURE_MODE_KEY] = "NONE".into();
         metadata[HTTP_PROXY_PORT_KEY] = http_proxy_port.to_string().into();
         metadata[APP_ADDRESS_KEY] = app_address.to_string().into();
+    }
+    if options.dns_capture {
+        metadata["DNS_CAPTURE"] = "true".into();
     }
     let workload = options
         .labels

@@ -30,6 +30,9 @@ pub struct PilotOptions {
     pub debounce: Duration,
     /// The longest a push waits for changes to stop.
     pub debounce_max: Duration,
+    /// Where Services without a `clusterIP` get one (pilot as a local API server); none
+    /// are given when `None`.
+    pub cluster_ip_range: Option<ipnet::Ipv4Net>,
 }
 
 impl Default for PilotOptions {
@@ -41,6 +44,7 @@ impl Default for PilotOptions {
             mesh: MeshConfig::default(),
             debounce: Duration::from_millis(100),
             debounce_max: Duration::from_secs(1),
+            cluster_ip_range: None,
         }
     }
 }
@@ -95,6 +99,10 @@ impl Pilot {
         store: Store,
         options: PilotOptions,
     ) -> Result<Pilot, PilotError> {
+        let store = match options.cluster_ip_range {
+            Some(range) => store.with_cluster_ips(range),
+            None => store,
+        };
         let bind = |address: SocketAddr| async move {
             TcpListener::bind(address)
                 .await

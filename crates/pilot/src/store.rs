@@ -180,6 +180,9 @@ pub enum StoreError {
         /// Why.
         message: String,
     },
+    /// Every address of the Service range is taken.
+    #[error("no cluster IP left in {0}")]
+    ClusterIpsExhausted(ipnet::Ipv4Net),
 }
 
 fn display_problems(problems: &[Problem]) -> String {
@@ -218,6 +221,7 @@ pub struct Store {
     directory: Option<Arc<PathBuf>>,
     inner: Arc<Mutex<Inner>>,
     revisions: watch::Sender<u64>,
+    cluster_ips: Option<ipnet::Ipv4Net>,
 }
 
 impl Store {
@@ -231,7 +235,17 @@ impl Store {
                 events: VecDeque::new(),
             })),
             revisions,
+            cluster_ips: None,
         }
+    }
+
+    /// Gives every Service stored without a `clusterIP` one from `range`, as the Kubernetes
+    /// API server does (pilot is the API server of a local mesh). A Service keeps the
+    /// address it got when it is applied again; headless and `ExternalName` Services get
+    /// none.
+    pub fn with_cluster_ips(mut self, range: ipnet::Ipv4Net) -> Self {
+        self.cluster_ips = Some(range);
+        self
     }
 
     /// Opens (creating it if needed) a store kept in `directory`, loading every resource in
@@ -293,6 +307,7 @@ impl Store {
                 events: VecDeque::new(),
             })),
             revisions,
+            cluster_ips: None,
         };
         Ok((store, warnings))
     }
@@ -368,6 +383,9 @@ impl Store {
         for mut resource in resources {
             let key = ResourceKey::of(&resource);
             check_name(&key)?;
+            if let Some(range) = self.cluster_ips {
+                assign_cluster_ip(&mut resource, next.get(&key), &next, range)?;
+            }
             let previous = next.get(&key);
             let action = match previous {
                 None => ApplyAction::Created,
@@ -553,6 +571,53 @@ fn resource_version(resource: &Resource) -> u64 {
 }
 
 /// Whether two resources are the same, ignoring what the store itself sets.
+/// Keeps a Service's earlier `clusterIP`, or gives it the first free one of `range` (after
+/// the addresses Kubernetes reserves: `.1` for the API server, `.10` for cluster DNS).
+fn assign_cluster_ip(
+    resource: &mut Resource,
+    previous: Option<&Stored>,
+    stored: &BTreeMap<ResourceKey, Stored>,
+    range: ipnet::Ipv4Net,
+) -> Result<(), StoreError> {
+    let Resource::Service(service) = resource else {
+        return Ok(());
+    };
+    let Some(spec) = service.spec.as_mut() else {
+        return Ok(());
+    };
+    if spec.cluster_ip.as_deref().is_some_and(|ip| !ip.is_empty())
+        || spec.type_.as_deref() == Some("ExternalName")
+    {
+        return Ok(());
+    }
+    let kept = previous.and_then(|p| match &*p.resource {
+        Resource::Service(s) => s.spec.as_ref()?.cluster_ip.clone(),
+        _ => None,
+    });
+    let address = match kept {
+        Some(address) => address,
+        None => {
+            let used: std::collections::BTreeSet<String> = stored
+                .values()
+                .filter_map(|s| match &*s.resource {
+                    Resource::Service(s) => s.spec.as_ref()?.cluster_ip.clone(),
+                    _ => None,
+                })
+                .collect();
+            let network = u32::from(range.network());
+            range
+                .hosts()
+                .filter(|ip| !matches!(u32::from(*ip) - network, 1 | 10))
+                .map(|ip| ip.to_string())
+                .find(|ip| !used.contains(ip))
+                .ok_or(StoreError::ClusterIpsExhausted(range))?
+        }
+    };
+    spec.cluster_ips = Some(vec![address.clone()]);
+    spec.cluster_ip = Some(address);
+    Ok(())
+}
+
 fn same_content(stored: &Resource, new: &Resource) -> bool {
     let mut stored = stored.clone();
     stored.metadata_mut().resource_version = None;

@@ -9,6 +9,7 @@ mod clusters;
 mod endpoints;
 mod gateway;
 mod listeners;
+mod names;
 mod routes;
 
 #[cfg(test)]
@@ -43,9 +44,22 @@ pub const LISTENER_TYPE: &str = "type.googleapis.com/envoy.config.listener.v3.Li
 /// `type.googleapis.com/envoy.config.route.v3.RouteConfiguration`.
 pub const ROUTE_TYPE: &str = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration";
 
-/// The resource types pilot serves, in the order a push sends them (clusters and their
+/// `type.googleapis.com/istio.networking.nds.v1.NameTable`: Istio's name table (NDS), for
+/// the DNS proxy beside a sidecar.
+pub const NAME_TABLE_TYPE: &str = bosun_xds::TypeUrl::NAME_TABLE;
+
+/// The Envoy resource types pilot serves, in the order a push sends them (clusters and their
 /// endpoints before the listeners and routes that use them, as Envoy expects over ADS).
 pub const PUSH_ORDER: [&str; 4] = [CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, ROUTE_TYPE];
+
+/// Every type pilot serves, in push order: Envoy's, then the name table.
+pub const SERVED_TYPES: [&str; 5] = [
+    CLUSTER_TYPE,
+    ENDPOINT_TYPE,
+    LISTENER_TYPE,
+    ROUTE_TYPE,
+    NAME_TABLE_TYPE,
+];
 
 /// The short name of a type URL as istioctl prints it (`CDS`, `EDS`, `LDS`, `RDS`).
 pub fn short_type_name(type_url: &str) -> &'static str {
@@ -54,6 +68,7 @@ pub fn short_type_name(type_url: &str) -> &'static str {
         ENDPOINT_TYPE => "EDS",
         LISTENER_TYPE => "LDS",
         ROUTE_TYPE => "RDS",
+        NAME_TABLE_TYPE => "NDS",
         _ => "?",
     }
 }
@@ -113,6 +128,8 @@ pub struct ProxyResources {
     pub listeners: ResourceMap,
     /// RDS.
     pub routes: ResourceMap,
+    /// NDS: one name table (sidecars).
+    pub name_tables: ResourceMap,
 }
 
 impl ProxyResources {
@@ -123,6 +140,7 @@ impl ProxyResources {
             ENDPOINT_TYPE => Some(&self.endpoints),
             LISTENER_TYPE => Some(&self.listeners),
             ROUTE_TYPE => Some(&self.routes),
+            NAME_TABLE_TYPE => Some(&self.name_tables),
             _ => None,
         }
     }
@@ -139,6 +157,8 @@ pub struct OutboundScope {
     pub listeners: Vec<Arc<XdsResource>>,
     /// Outbound route tables.
     pub routes: Vec<Arc<XdsResource>>,
+    /// The names the workloads may resolve (sidecars).
+    pub name_table: Option<Arc<XdsResource>>,
 }
 
 /// Builds everything a proxy is sent.
@@ -156,6 +176,9 @@ pub fn generate(context: &PushContext, proxy: &ProxyNode) -> ProxyResources {
     }
     for r in &scope.routes {
         insert(&mut out.routes, r);
+    }
+    if let Some(table) = &scope.name_table {
+        insert(&mut out.name_tables, table);
     }
     for name in &scope.eds_clusters {
         if let Some(cla) = endpoints::cached_load_assignment(context, name) {
@@ -246,6 +269,7 @@ fn build_outbound_scope(context: &PushContext, proxy: &ProxyNode) -> OutboundSco
         let allow_any = context.allow_any(view.sidecar.as_deref());
         scope.routes = routes::sidecar_route_tables(context, proxy, &view, allow_any);
         scope.listeners = listeners::outbound(context, proxy, &view, allow_any);
+        scope.name_table = Some(names::name_table(proxy, &view));
     }
     scope
 }

@@ -28,7 +28,8 @@ pub use status::{ConnectionStatus, SyncRegistry, SyncState, TypeStatus};
 use crate::context::PushContext;
 use crate::node::ProxyNode;
 use crate::translate::{
-    CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, PUSH_ORDER, ProxyResources, ResourceMap, generate,
+    CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, NAME_TABLE_TYPE, ProxyResources, ResourceMap,
+    SERVED_TYPES, generate,
 };
 
 /// The ADS service, to be served by tonic.
@@ -95,11 +96,11 @@ struct Connection {
 
 /// Whether a type is one pilot serves, and whether its default subscription is wildcard.
 fn is_wildcard_type(type_url: &str) -> bool {
-    type_url == CLUSTER_TYPE || type_url == LISTENER_TYPE
+    type_url == CLUSTER_TYPE || type_url == LISTENER_TYPE || type_url == NAME_TABLE_TYPE
 }
 
 fn served(type_url: &str) -> bool {
-    PUSH_ORDER.contains(&type_url)
+    SERVED_TYPES.contains(&type_url)
 }
 
 fn set_version(resources: &ResourceMap, state: &TypeState) -> String {
@@ -377,7 +378,7 @@ impl Connection {
     }
 
     fn requested_types(&self) -> Vec<&'static str> {
-        PUSH_ORDER
+        SERVED_TYPES
             .iter()
             .copied()
             .filter(|t| self.types.get(*t).is_some_and(|s| s.requested))

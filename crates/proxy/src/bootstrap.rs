@@ -259,5 +259,21 @@ fn ads_settings(bootstrap: &Bootstrap) -> Result<Option<AdsSettings>, BootstrapE
         lds,
         initial_fetch_timeout,
         node_on_first_message_only: ads.set_node_on_first_message_only,
+        nds: dns_capture(bootstrap),
     }))
 }
+
+/// Whether the node asks for DNS capture (`DNS_CAPTURE: "true"` in its metadata, as Istio's
+/// agent sets it): then the name table comes over ADS too.
+fn dns_capture(bootstrap: &Bootstrap) -> bool {
+    use bosun_xds::pb::google::protobuf::value::Kind;
+    bootstrap
+        .node
+        .as_ref()
+        .and_then(|n| n.metadata.as_ref())
+        .and_then(|m| m.fields.get(DNS_CAPTURE_KEY))
+        .is_some_and(|v| matches!(&v.kind, Some(Kind::StringValue(s)) if s == "true"))
+}
+
+/// Node metadata key of DNS capture (Istio's `ISTIO_META_DNS_CAPTURE`).
+pub const DNS_CAPTURE_KEY: &str = "DNS_CAPTURE";

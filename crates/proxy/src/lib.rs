@@ -10,6 +10,7 @@ pub mod admin;
 pub mod body;
 pub mod bootstrap;
 pub mod config;
+pub mod dns;
 pub mod format;
 pub mod headers;
 pub mod http;

@@ -199,16 +199,19 @@ impl ListenerConfig {
             config.stat_prefix.clone()
         };
         let (drain, _) = watch::channel(false);
+        let use_original_dst = config.use_original_dst.as_ref().is_some_and(|b| b.value);
         Ok(ListenerConfig {
             name: config.name.clone(),
             address,
             bind_to_port: config.bind_to_port.as_ref().is_none_or(|b| b.value),
-            use_original_dst: config.use_original_dst.as_ref().is_some_and(|b| b.value),
+            use_original_dst,
             chains,
             default_chain,
             tls_inspector,
             http_inspector,
-            original_dst,
+            // As Envoy's: `use_original_dst` adds the original_dst listener filter, or there
+            // would be no original destination to hand the connection to.
+            original_dst: original_dst || use_original_dst,
             filters_timeout: match &config.listener_filters_timeout {
                 None => Duration::from_secs(15),
                 Some(d) => config::optional_duration(Some(d)).unwrap_or(Duration::from_secs(3600)),

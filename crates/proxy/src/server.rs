@@ -91,6 +91,8 @@ pub struct Proxy {
     shutdown: watch::Sender<bool>,
     /// Changes the log level (`/logging`), set by the binary.
     pub set_log_level: Mutex<Option<LogLevelSetter>>,
+    /// The mesh's host names from pilot's name table (NDS), for the DNS proxy.
+    pub names: Arc<ArcSwap<crate::dns::Names>>,
 }
 
 impl std::fmt::Debug for Proxy {
@@ -155,6 +157,7 @@ impl Proxy {
             initialized: AtomicBool::new(false),
             shutdown,
             set_log_level: Mutex::new(None),
+            names: Arc::new(ArcSwap::from_pointee(crate::dns::Names::default())),
         })
     }
 

@@ -586,7 +586,12 @@ const MESSAGES: &[(&str, Fields)] = &[
             "maglev_lb_config",
             "round_robin_lb_config",
             "max_requests_per_connection",
+            "upstream_bind_config",
         ]),
+    ),
+    (
+        "envoy.config.core.v3.BindConfig",
+        Fields::Only(&["source_address"]),
     ),
     (
         "envoy.config.cluster.v3.CircuitBreakers",

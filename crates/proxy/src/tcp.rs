@@ -178,6 +178,7 @@ where
                     upstream_host = Some(host.address);
                     match connect::connect(
                         host.address,
+                        cluster.source_address,
                         cluster.connect_timeout,
                         cluster.tls.as_deref(),
                     )

@@ -376,6 +376,8 @@ pub struct Cluster {
     pub kind: ClusterKind,
     /// Connect timeout.
     pub connect_timeout: Duration,
+    /// The local address connections are made from (`upstream_bind_config`).
+    pub source_address: Option<SocketAddr>,
     /// Protocol to endpoints.
     pub protocol: Protocol,
     /// TLS to endpoints.
@@ -600,6 +602,14 @@ impl Cluster {
             .as_ref()
             .map(config::duration)
             .unwrap_or(Duration::from_secs(5));
+        let source_address = match config
+            .upstream_bind_config
+            .as_ref()
+            .and_then(|b| b.source_address.as_ref())
+        {
+            None => None,
+            Some(source) => Some(bind_address(source)?),
+        };
         let options = protocol_options(&config)?;
         let tls = match &config.transport_socket {
             None => None,
@@ -707,6 +717,7 @@ impl Cluster {
             name: Arc::from(config.name.as_str()),
             kind,
             connect_timeout,
+            source_address,
             protocol: options.protocol,
             tls,
             idle_timeout: options.idle_timeout,
@@ -994,7 +1005,14 @@ impl Cluster {
         &self,
         host: &Arc<Host>,
     ) -> Result<(UpstreamIo, Option<SocketAddr>), UpstreamError> {
-        match connect::connect(host.address, self.connect_timeout, self.tls.as_deref()).await {
+        match connect::connect(
+            host.address,
+            self.source_address,
+            self.connect_timeout,
+            self.tls.as_deref(),
+        )
+        .await
+        {
             Ok(connected) => {
                 self.stats.upstream_cx_total.inc();
                 host.stats.cx_total.inc();
@@ -1217,6 +1235,29 @@ impl Cluster {
             Body::incoming(incoming).observe(Hold(Some(active))),
         ))
     }
+}
+
+/// `upstream_bind_config.source_address`: an IP and (usually 0) port.
+fn bind_address(
+    source: &bosun_xds::pb::envoy::config::core::v3::SocketAddress,
+) -> Result<SocketAddr, ConfigError> {
+    use bosun_xds::pb::envoy::config::core::v3::socket_address::PortSpecifier;
+    let ip: std::net::IpAddr = source.address.parse().map_err(|_| {
+        ConfigError::invalid(format!(
+            "upstream_bind_config.source_address {:?} is not an IP address",
+            source.address
+        ))
+    })?;
+    let port = match source.port_specifier {
+        Some(PortSpecifier::PortValue(p)) => u16::try_from(p).map_err(|_| {
+            ConfigError::invalid(format!("upstream_bind_config port {p} out of range"))
+        })?,
+        None => 0,
+        Some(PortSpecifier::NamedPort(_)) => {
+            return Err(ConfigError::unsupported("upstream_bind_config named ports"));
+        }
+    };
+    Ok(SocketAddr::new(ip, port))
 }
 
 fn connection_close(headers: &http::HeaderMap) -> bool {

@@ -39,7 +39,18 @@ pub struct AdsSettings {
     pub initial_fetch_timeout: Duration,
     /// Send the node only on the first request of a stream.
     pub node_on_first_message_only: bool,
+    /// Whether to ask for Istio's name table (NDS), for the DNS proxy.
+    pub nds: bool,
 }
+
+/// The types a response may carry.
+const KNOWN_TYPES: [&str; 5] = [
+    TypeUrl::CLUSTER,
+    TypeUrl::LISTENER,
+    TypeUrl::ROUTE_CONFIGURATION,
+    TypeUrl::CLUSTER_LOAD_ASSIGNMENT,
+    TypeUrl::NAME_TABLE,
+];
 
 /// Starts the client; the receiver fires once the first clusters and listeners are applied.
 pub fn spawn(proxy: Arc<Proxy>, settings: AdsSettings) -> oneshot::Receiver<()> {
@@ -206,6 +217,7 @@ async fn apply(
             applied.0.extend(rejected.0);
             applied
         }
+        TypeUrl::NAME_TABLE => apply_name_table(proxy, resources),
         other => Rejections(vec![(
             other.to_owned(),
             "resource type not supported".to_owned(),
@@ -213,6 +225,24 @@ async fn apply(
     };
     rejections.0.extend(extra.0);
     rejections
+}
+
+/// Istio's name table: one resource, the whole table (Istio's own type, not Envoy's, so
+/// there are no descriptors to check it against).
+fn apply_name_table(proxy: &Proxy, resources: &[Any]) -> Rejections {
+    let mut table = bosun_xds::istio::NameTable::default();
+    for (index, any) in resources.iter().enumerate() {
+        match bosun_xds::istio::NameTable::decode(any.value.as_slice()) {
+            Ok(part) => table.table.extend(part.table),
+            Err(error) => {
+                return Rejections(vec![(format!("resource {index}"), error.to_string())]);
+            }
+        }
+    }
+    let names = crate::dns::Names::from_table(&table);
+    tracing::debug!(names = names.len(), "name table applied");
+    proxy.names.store(Arc::new(names));
+    Rejections::default()
 }
 
 fn nack_status(rejections: &Rejections) -> Option<Status> {
@@ -259,18 +289,19 @@ async fn sotw_stream(
         }
     };
     let mut states: BTreeMap<&'static str, TypeState> = BTreeMap::new();
-    // Clusters first, then listeners: the order Envoy asks in.
+    // Clusters first, then listeners: the order Envoy asks in; the name table after them.
     for (enabled, type_url) in [
         (settings.cds, TypeUrl::CLUSTER),
         (settings.lds, TypeUrl::LISTENER),
+        (settings.nds, TypeUrl::NAME_TABLE),
     ] {
         if enabled {
             let state = states.entry(type_url).or_default();
-            state.version = proxy.version(if type_url == TypeUrl::CLUSTER {
-                "cds"
-            } else {
-                "lds"
-            });
+            state.version = match type_url {
+                TypeUrl::CLUSTER => proxy.version("cds"),
+                TypeUrl::LISTENER => proxy.version("lds"),
+                _ => String::new(),
+            };
             state.requested = true;
             let _ = requests
                 .send(request(
@@ -289,7 +320,12 @@ async fn sotw_stream(
         .map_err(|e| e.to_string())?
         .into_inner();
     let mut received_any = false;
-    let mut pending_ready: BTreeSet<&'static str> = states.keys().copied().collect();
+    // Ready once clusters and listeners are in, as Envoy; the name table does not hold it up.
+    let mut pending_ready: BTreeSet<&'static str> = states
+        .keys()
+        .copied()
+        .filter(|t| *t != TypeUrl::NAME_TABLE)
+        .collect();
     loop {
         tokio::select! {
             message = responses.message() => {
@@ -299,7 +335,7 @@ async fn sotw_stream(
                     Err(status) => return Err(format!("{}: {}", status.code(), status.message())),
                 };
                 received_any = true;
-                let Some(type_url) = [TypeUrl::CLUSTER, TypeUrl::LISTENER, TypeUrl::ROUTE_CONFIGURATION, TypeUrl::CLUSTER_LOAD_ASSIGNMENT]
+                let Some(type_url) = KNOWN_TYPES
                     .into_iter()
                     .find(|t| *t == response.type_url)
                 else {
@@ -363,6 +399,7 @@ async fn delta_stream(
     for (enabled, type_url) in [
         (settings.cds, TypeUrl::CLUSTER),
         (settings.lds, TypeUrl::LISTENER),
+        (settings.nds, TypeUrl::NAME_TABLE),
     ] {
         if enabled {
             let state = states.entry(type_url).or_default();
@@ -377,7 +414,12 @@ async fn delta_stream(
         .map_err(|e| e.to_string())?
         .into_inner();
     let mut received_any = false;
-    let mut pending_ready: BTreeSet<&'static str> = states.keys().copied().collect();
+    // Ready once clusters and listeners are in, as Envoy; the name table does not hold it up.
+    let mut pending_ready: BTreeSet<&'static str> = states
+        .keys()
+        .copied()
+        .filter(|t| *t != TypeUrl::NAME_TABLE)
+        .collect();
     loop {
         tokio::select! {
             message = responses.message() => {
@@ -387,7 +429,7 @@ async fn delta_stream(
                     Err(status) => return Err(format!("{}: {}", status.code(), status.message())),
                 };
                 received_any = true;
-                let Some(type_url) = [TypeUrl::CLUSTER, TypeUrl::LISTENER, TypeUrl::ROUTE_CONFIGURATION, TypeUrl::CLUSTER_LOAD_ASSIGNMENT]
+                let Some(type_url) = KNOWN_TYPES
                     .into_iter()
                     .find(|t| *t == response.type_url)
                 else {
@@ -413,7 +455,7 @@ async fn delta_stream(
                 }
                 let version = response.system_version_info.clone();
                 let batch: Vec<Any> = match type_url {
-                    TypeUrl::CLUSTER | TypeUrl::LISTENER => held.values().map(|(_, any)| any.clone()).collect(),
+                    TypeUrl::CLUSTER | TypeUrl::LISTENER | TypeUrl::NAME_TABLE => held.values().map(|(_, any)| any.clone()).collect(),
                     _ => updated,
                 };
                 let rejections = apply(proxy, type_url, &batch, &version, Rejections::default()).await;

@@ -6,6 +6,7 @@
 //! (today `envoy-types`) can change without callers noticing.
 
 pub mod descriptors;
+pub mod istio;
 pub mod json;
 pub mod support;
 pub mod type_url;

@@ -23,6 +23,9 @@ impl TypeUrl {
     pub const SECRET: &'static str =
         "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret";
 
+    /// Istio's name table (NDS), for the DNS proxy.
+    pub const NAME_TABLE: &'static str = "type.googleapis.com/istio.networking.nds.v1.NameTable";
+
     /// A type URL from text.
     pub fn new(url: impl Into<String>) -> Self {
         TypeUrl(url.into())

@@ -12,19 +12,22 @@ use serde_json::Value;
 /// Where pilot's HTTP API is.
 #[derive(Debug, clap::Args)]
 pub(crate) struct PilotArgs {
-    /// Pilot's HTTP API address.
-    #[arg(
-        long = "pilot",
-        env = "BOSUN_PILOT",
-        default_value = "127.0.0.1:15014",
-        global = true
-    )]
-    pilot: String,
+    /// Pilot's HTTP API address [default: the pilot of the mesh `bosun up` runs, else
+    /// 127.0.0.1:15014].
+    #[arg(long = "pilot", env = "BOSUN_PILOT", global = true)]
+    pilot: Option<String>,
+}
+
+/// Where pilot's API is when no flag says: the mesh `bosun up` runs, else pilot's default.
+fn default_pilot() -> String {
+    bosun_local::state::read_up(&bosun_local::state::default_state_dir())
+        .map_or_else(|| "127.0.0.1:15014".to_owned(), |up| up.api)
 }
 
 impl PilotArgs {
     pub(crate) fn client(&self) -> anyhow::Result<PilotClient> {
-        Ok(PilotClient::new(&self.pilot)?)
+        let address = self.pilot.clone().unwrap_or_else(default_pilot);
+        Ok(PilotClient::new(&address)?)
     }
 }
 

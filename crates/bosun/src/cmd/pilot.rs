@@ -26,6 +26,10 @@ pub(crate) struct Args {
     /// Namespace whose Sidecar and DestinationRules apply mesh-wide.
     #[arg(long = "root-namespace", default_value = "istio-system")]
     root_namespace: String,
+    /// Give Services stored without a `clusterIP` one from this range, as the Kubernetes API
+    /// server's flag of the same name does.
+    #[arg(long = "service-cluster-ip-range", value_name = "CIDR")]
+    service_cluster_ip_range: Option<ipnet::Ipv4Net>,
     /// Log level (trace, debug, info, warning, error).
     #[arg(short = 'l', long = "log-level", default_value = "info")]
     log_level: String,
@@ -47,6 +51,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
                 root_namespace: args.root_namespace,
                 allow_any: !args.registry_only,
             },
+            cluster_ip_range: args.service_cluster_ip_range,
             ..PilotOptions::default()
         };
         let pilot = Pilot::start(options).await?;

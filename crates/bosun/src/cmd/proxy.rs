@@ -77,6 +77,18 @@ struct Identity {
     /// Where the application listens (capture `none`).
     #[arg(long = "app-address", default_value = "127.0.0.1")]
     app_address: IpAddr,
+    /// Run a DNS proxy on this UDP address that answers the mesh's host names from pilot's
+    /// name table (capture `iptables` redirects the workload's DNS to it: 127.0.0.1:15053).
+    #[arg(long = "dns-address", value_name = "ADDRESS")]
+    dns_address: Option<SocketAddr>,
+    /// Where the DNS proxy forwards names that are not the mesh's [default: none; they are
+    /// answered NXDOMAIN].
+    #[arg(
+        long = "dns-upstream",
+        value_name = "ADDRESS",
+        requires = "dns_address"
+    )]
+    dns_upstream: Option<SocketAddr>,
     /// Print the bootstrap (JSON, usable with `envoy -c`) and exit.
     #[arg(long = "print-bootstrap")]
     print_bootstrap: bool,
@@ -114,6 +126,7 @@ impl Identity {
                 CaptureMode::Iptables => None,
                 CaptureMode::None => Some((self.http_proxy_port, self.app_address)),
             },
+            dns_capture: self.dns_address.is_some(),
         })
     }
 }
@@ -208,10 +221,32 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     .context("starting the runtime")?;
     let admin_address_path = args.admin_address_path.clone();
+    let dns = args
+        .role
+        .and(args.identity.dns_address)
+        .map(|address| (address, args.identity.dns_upstream));
     runtime.block_on(async move {
+        // Bound before the proxy starts: a DNS address that cannot be bound is an error at once.
+        let dns_socket = match dns {
+            Some((address, upstream)) => Some((
+                tokio::net::UdpSocket::bind(address)
+                    .await
+                    .with_context(|| format!("DNS proxy on {address}"))?,
+                upstream,
+            )),
+            None => None,
+        };
         let started = bootstrap::start(bootstrap).await?;
         drop(descriptors);
         let proxy = started.proxy;
+        if let Some((socket, upstream)) = dns_socket {
+            tracing::info!(address = ?socket.local_addr().ok(), "DNS proxy listening");
+            tokio::spawn(bosun_proxy::dns::serve(
+                socket,
+                proxy.names.clone(),
+                upstream,
+            ));
+        }
         *proxy
             .set_log_level
             .lock()

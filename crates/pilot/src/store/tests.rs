@@ -253,3 +253,69 @@ fn watchers_see_events_in_order_and_learn_when_history_is_gone() {
     assert!(reopened.events_since(0).is_none());
     assert!(reopened.events_since(1).unwrap().is_empty());
 }
+
+fn service(name: &str, extra: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Service\nmetadata: {{name: {name}}}\nspec:\n  ports: [{{name: http, port: 9080}}]\n{extra}"
+    )
+}
+
+fn cluster_ip(store: &Store, name: &str) -> Option<String> {
+    let snapshot = store.snapshot();
+    let stored = snapshot.get(&key(Kind::Service, "default", name))?;
+    match &*stored.resource {
+        Resource::Service(s) => s.spec.as_ref()?.cluster_ip.clone(),
+        _ => None,
+    }
+}
+
+#[test]
+fn services_get_cluster_ips_as_from_an_api_server() {
+    let store = Store::in_memory().with_cluster_ips("10.96.0.0/16".parse().unwrap());
+    store
+        .apply_sources(
+            &[
+                source(&service("details", "")),
+                source(&service("ratings", "")),
+                source(&service("fixed", "  clusterIP: 10.96.0.11\n")),
+                source(&service("headless", "  clusterIP: None\n")),
+                source(&service(
+                    "external",
+                    "  type: ExternalName\n  externalName: example.com\n",
+                )),
+            ],
+            None,
+        )
+        .unwrap();
+    // .1 (API server) and .10 (DNS) are reserved; .11 is taken by `fixed`.
+    assert_eq!(cluster_ip(&store, "details").as_deref(), Some("10.96.0.2"));
+    assert_eq!(cluster_ip(&store, "ratings").as_deref(), Some("10.96.0.3"));
+    assert_eq!(cluster_ip(&store, "fixed").as_deref(), Some("10.96.0.11"));
+    assert_eq!(cluster_ip(&store, "headless").as_deref(), Some("None"));
+    assert_eq!(cluster_ip(&store, "external"), None);
+    // Applied again without an address, a Service keeps its own: nothing changes.
+    let again = store
+        .apply_sources(&[source(&service("ratings", ""))], None)
+        .unwrap();
+    assert_eq!(again[0].1, ApplyAction::Unchanged);
+    assert_eq!(cluster_ip(&store, "ratings").as_deref(), Some("10.96.0.3"));
+
+    let tiny = Store::in_memory().with_cluster_ips("10.0.0.0/30".parse().unwrap());
+    let error = tiny
+        .apply_sources(
+            &[
+                source(&service("a", "")),
+                source(&service("b", "")),
+                source(&service("c", "")),
+            ],
+            None,
+        )
+        .unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .contains("no cluster IP left in 10.0.0.0/30"),
+        "{error}"
+    );
+    assert!(tiny.snapshot().resources.is_empty(), "all or nothing");
+}

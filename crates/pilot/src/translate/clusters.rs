@@ -19,6 +19,9 @@ use bosun_xds::pb::envoy::config::cluster::v3::{
     },
 };
 use bosun_xds::pb::envoy::config::core::v3::{
+    BindConfig, SocketAddress, socket_address::PortSpecifier,
+};
+use bosun_xds::pb::envoy::config::core::v3::{
     DataSource, Http1ProtocolOptions, Http2ProtocolOptions, HttpProtocolOptions as CommonHttp,
     Metadata, TransportSocket, data_source::Specifier, transport_socket::ConfigType,
 };
@@ -230,9 +233,22 @@ pub(super) fn outbound(
         &passthrough_cluster(PASSTHROUGH_CLUSTER),
     )));
     if proxy.proxy_type == ProxyType::Sidecar && proxy.capture == Capture::Iptables {
+        // From 127.0.0.6, which the capture rules let through: a connection to the pod's own
+        // address from the proxy would otherwise be captured again, without end.
+        let inbound = Cluster {
+            upstream_bind_config: Some(BindConfig {
+                source_address: Some(SocketAddress {
+                    address: INBOUND_PASSTHROUGH_SOURCE.to_owned(),
+                    port_specifier: Some(PortSpecifier::PortValue(0)),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..passthrough_cluster(INBOUND_PASSTHROUGH_CLUSTER)
+        };
         clusters.push(Arc::new(XdsResource::new(
             INBOUND_PASSTHROUGH_CLUSTER,
-            &passthrough_cluster(INBOUND_PASSTHROUGH_CLUSTER),
+            &inbound,
         )));
     }
     (clusters, eds)
@@ -246,6 +262,9 @@ fn blackhole_cluster() -> Cluster {
         ..Default::default()
     }
 }
+
+/// The source address of inbound passthrough connections (Istio's).
+const INBOUND_PASSTHROUGH_SOURCE: &str = "127.0.0.6";
 
 fn passthrough_cluster(name: &str) -> Cluster {
     Cluster {

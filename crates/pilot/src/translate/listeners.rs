@@ -401,10 +401,11 @@ pub(super) fn inbound(context: &PushContext, proxy: &ProxyNode) -> Inbound {
                 &[(INBOUND_PASSTHROUGH_CLUSTER.to_owned(), 1)],
             )],
         ));
+        // The original destination chooses a chain here, not another listener: handing the
+        // connection to the outbound listener of its port would send it out again.
         let listener = Listener {
             name: "virtualInbound".to_owned(),
             address: Some(socket_address("0.0.0.0", VIRTUAL_INBOUND_PORT)),
-            use_original_dst: Some(BoolValue { value: true }),
             traffic_direction: TrafficDirection::Inbound as i32,
             listener_filters: vec![listener_filter(
                 "envoy.filters.listener.original_dst",

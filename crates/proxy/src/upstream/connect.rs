@@ -64,16 +64,20 @@ impl UpstreamIo {
     }
 }
 
-/// Opens a connection to `address` within `timeout`, with TLS when `tls` is given.
+/// Opens a connection to `address` within `timeout`, from `source` when given (the
+/// cluster's `upstream_bind_config`), with TLS when `tls` is given.
 pub async fn connect(
     address: SocketAddr,
+    source: Option<SocketAddr>,
     timeout: Duration,
     tls: Option<&TlsConnector>,
 ) -> Result<(UpstreamIo, Option<SocketAddr>), ConnectError> {
     let attempt = async {
-        let tcp = TcpStream::connect(address)
-            .await
-            .map_err(ConnectError::Tcp)?;
+        let tcp = match source {
+            None => TcpStream::connect(address).await,
+            Some(source) => connect_from(source, address).await,
+        }
+        .map_err(ConnectError::Tcp)?;
         // Proxied requests are small writes that must leave at once.
         let _ = tcp.set_nodelay(true);
         let local = tcp.local_addr().ok();
@@ -90,6 +94,18 @@ pub async fn connect(
         Ok(result) => result,
         Err(_) => Err(ConnectError::Timeout),
     }
+}
+
+async fn connect_from(source: SocketAddr, address: SocketAddr) -> io::Result<TcpStream> {
+    let socket = if address.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    // A fixed source address with port 0 shares ports with other connections from it.
+    socket.set_reuseaddr(true)?;
+    socket.bind(source)?;
+    socket.connect(address).await
 }
 
 impl AsyncRead for UpstreamIo {

@@ -227,6 +227,7 @@ impl HealthCheck {
                 } => {
                     let Ok((io, _)) = super::connect::connect(
                         address,
+                        cluster.source_address,
                         cluster.connect_timeout,
                         cluster.tls.as_deref(),
                     )
@@ -269,6 +270,7 @@ impl HealthCheck {
                 Kind::Tcp { send, receive } => {
                     let Ok((mut io, _)) = super::connect::connect(
                         address,
+                        cluster.source_address,
                         cluster.connect_timeout,
                         cluster.tls.as_deref(),
                     )
