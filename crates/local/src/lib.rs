@@ -9,4 +9,4 @@ pub mod runtime;
 pub mod state;
 pub mod supervisor;
 
-pub use runtime::{CaptureMode, Mesh, MeshStatus, PodStatus, UpError, UpOptions};
+pub use runtime::{CaptureMode, ContainerStatus, Mesh, MeshStatus, PodStatus, UpError, UpOptions};

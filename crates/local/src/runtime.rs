@@ -164,6 +164,23 @@ pub struct PodStatus {
     pub netns: Option<String>,
     /// Its sidecar's outbound HTTP proxy (capture `loopback`).
     pub http_proxy: Option<String>,
+    /// Its containers, the sidecar last.
+    pub containers: Vec<ContainerStatus>,
+}
+
+/// One container of a pod.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ContainerStatus {
+    /// Its name (`istio-proxy` for the sidecar).
+    pub name: String,
+    /// `Running`, `Starting`, `BackOff` or `Stopped`.
+    pub state: String,
+    /// Its process, while it runs.
+    pub pid: Option<u32>,
+    /// How many times it was restarted.
+    pub restarts: u32,
+    /// How it last ended.
+    pub last_exit: Option<String>,
 }
 
 /// The mesh, as `bosun status` shows it.
@@ -380,6 +397,26 @@ impl Mesh {
                 .collect();
             names.push(format!("{}/{SIDECAR}", pod.name));
             let statuses: Vec<_> = names.iter().filter_map(|n| units.get(n)).collect();
+            let containers = names
+                .iter()
+                .filter_map(|n| Some((n, units.get(n)?)))
+                .map(|(name, unit)| ContainerStatus {
+                    name: name.rsplit('/').next().unwrap_or(name).to_owned(),
+                    state: match unit.state {
+                        UnitState::Starting => "Starting",
+                        UnitState::Running(_) => "Running",
+                        UnitState::BackOff => "BackOff",
+                        UnitState::Stopped => "Stopped",
+                    }
+                    .to_owned(),
+                    pid: match unit.state {
+                        UnitState::Running(pid) => Some(pid),
+                        _ => None,
+                    },
+                    restarts: unit.restarts,
+                    last_exit: unit.last_exit.clone(),
+                })
+                .collect();
             let running = statuses
                 .iter()
                 .filter(|s| matches!(s.state, UnitState::Running(_)))
@@ -433,6 +470,7 @@ impl Mesh {
                 netns: self.namespaces.get(&pod.name).map(|n| n.name().to_owned()),
                 http_proxy: (self.options.capture == CaptureMode::Loopback && !is_gateway)
                     .then(|| format!("http://{}:{HTTP_PROXY_PORT}", pod.ip)),
+                containers,
             });
         }
         MeshStatus {

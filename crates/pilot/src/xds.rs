@@ -137,8 +137,13 @@ impl Connection {
         let proxy = ProxyNode::from_node(node)
             .map_err(|e| tonic::Status::invalid_argument(e.to_string()))?;
         self.resources = Arc::new(generate(&self.context, &proxy));
-        self.registry
-            .connect(self.id, proxy.clone(), self.delta, self.resources.clone());
+        self.registry.connect(
+            self.id,
+            proxy.clone(),
+            self.delta,
+            self.resources.clone(),
+            self.context.revision,
+        );
         tracing::info!(proxy = %proxy.id, delta = self.delta, "proxy connected");
         self.node = Some(proxy);
         Ok(())
@@ -179,7 +184,7 @@ impl Connection {
         if let Some(node) = &self.node {
             self.resources = Arc::new(generate(&self.context, node));
             self.registry
-                .update_resources(self.id, self.resources.clone());
+                .update_resources(self.id, self.resources.clone(), self.context.revision);
         }
     }
 

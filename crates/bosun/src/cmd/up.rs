@@ -580,11 +580,20 @@ pub(crate) fn down(args: StateArgs) -> anyhow::Result<ExitCode> {
         std::thread::sleep(Duration::from_millis(50));
     }
     // The record goes before the process ends: wait for it too.
-    while Path::new(&format!("/proc/{}", record.pid)).exists() && Instant::now() < deadline {
+    while running(record.pid) && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));
     }
     println!("stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+/// Whether a process runs: it exists and is not a zombie (a detached mesh's parent is gone,
+/// and whoever adopted it may be slow to reap it).
+fn running(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        stat.rsplit_once(')')
+            .is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z'))
+    })
 }
 
 pub(crate) fn exec(args: ExecArgs) -> anyhow::Result<ExitCode> {

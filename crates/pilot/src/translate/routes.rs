@@ -226,11 +226,10 @@ fn default_route(
 ) -> Route {
     let mut action = RouteAction {
         cluster_specifier: Some(ClusterSpecifier::Cluster(cluster.to_owned())),
-        timeout: Some(ProtoDuration::default()),
         retry_policy: Some(default_retry_policy()),
-        max_stream_duration: Some(grpc_timeout_header_max()),
         ..Default::default()
     };
+    set_timeout(&mut action, ProtoDuration::default());
     action.hash_policy = hash_policy(context, scope, hostname, None);
     Route {
         name: "default".to_owned(),
@@ -249,6 +248,16 @@ fn prefix_match(prefix: &str) -> RouteMatch {
         path_specifier: Some(PathSpecifier::Prefix(prefix.to_owned())),
         ..Default::default()
     }
+}
+
+/// The route timeout as Istio's `setTimeout` sets it: `timeout`, which also caps the
+/// `grpc-timeout` of gRPC requests (`max_grpc_timeout`; 0 for none). Istio keeps the deprecated
+/// field on purpose: `max_stream_duration` would switch Envoy to its "new timeouts", which
+/// ignore the route `timeout` altogether.
+#[allow(deprecated)]
+fn set_timeout(action: &mut RouteAction, timeout: ProtoDuration) {
+    action.max_grpc_timeout = Some(timeout);
+    action.timeout = Some(timeout);
 }
 
 fn grpc_timeout_header_max() -> MaxStreamDuration {
@@ -559,14 +568,11 @@ pub(crate) fn destination_cluster(
 }
 
 fn route_action(context: &PushContext, scope: &RouteScope<'_>, http: &HttpRoute) -> RouteAction {
-    let mut action = RouteAction {
-        timeout: Some(
-            http.timeout
-                .map_or_else(ProtoDuration::default, |t| proto_duration(t.get())),
-        ),
-        max_stream_duration: Some(grpc_timeout_header_max()),
-        ..Default::default()
-    };
+    let timeout = http
+        .timeout
+        .map_or_else(ProtoDuration::default, |t| proto_duration(t.get()));
+    let mut action = RouteAction::default();
+    set_timeout(&mut action, timeout);
     let destinations: Vec<_> = http
         .route
         .iter()

@@ -78,6 +78,9 @@ pub struct ConnectionStatus {
     pub types: BTreeMap<String, TypeStatus>,
     /// What pilot generated for it last.
     pub resources: Arc<ProxyResources>,
+    /// The store revision `resources` were generated from: once every type is synced, the
+    /// proxy holds the config of that revision.
+    pub revision: u64,
 }
 
 impl ConnectionStatus {
@@ -98,6 +101,7 @@ impl ConnectionStatus {
             "namespace": self.node.namespace,
             "delta": self.delta,
             "istio_version": env!("CARGO_PKG_VERSION"),
+            "revision": self.revision,
         });
         for type_url in PUSH_ORDER {
             let status = self.types.get(type_url).cloned().unwrap_or_default();
@@ -135,6 +139,7 @@ impl SyncRegistry {
         node: ProxyNode,
         delta: bool,
         resources: Arc<ProxyResources>,
+        revision: u64,
     ) {
         self.lock().insert(
             id,
@@ -145,6 +150,7 @@ impl SyncRegistry {
                 connected_at: SystemTime::now(),
                 types: BTreeMap::new(),
                 resources,
+                revision,
             },
         );
     }
@@ -153,9 +159,10 @@ impl SyncRegistry {
         self.lock().remove(&id);
     }
 
-    pub(crate) fn update_resources(&self, id: u64, resources: Arc<ProxyResources>) {
+    pub(crate) fn update_resources(&self, id: u64, resources: Arc<ProxyResources>, revision: u64) {
         if let Some(connection) = self.lock().get_mut(&id) {
             connection.resources = resources;
+            connection.revision = revision;
         }
     }
 
