@@ -1,19 +1,20 @@
 //! The push context: everything translation reads, indexed once per store revision and then
 //! shared, immutable, by every connection. istiod's `PushContext`.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Mutex};
 
 use bosun_api::networking::{
     DestinationRule, Gateway, HttpMatchRequest, HttpRoute, OutboundTrafficMode, Sidecar,
     VirtualService,
 };
-use bosun_api::{Object, Resource};
+use bosun_api::{Kind, Object, Resource};
 
-use crate::model::{ServiceRegistry, Visibility, labels_match, resolve_short_name};
+use crate::model::{Resolution, ServiceRegistry, Visibility, labels_match, resolve_short_name};
 use crate::node::ProxyNode;
 use crate::store::Snapshot;
-use crate::translate::XdsResource;
+use crate::translate::{OutboundScope, XdsResource};
 
 /// Mesh-wide settings (istiod's MeshConfig).
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
@@ -50,6 +51,10 @@ pub struct VirtualServiceEntry {
     pub spec: VirtualService,
     /// Who sees it.
     pub visibility: Visibility,
+    /// A hash of all of the above (delegates included): what generated routes are cached
+    /// under.
+    #[serde(skip)]
+    pub fingerprint: u64,
 }
 
 /// A DestinationRule with its host resolved.
@@ -90,15 +95,54 @@ pub struct SidecarEntry {
 }
 
 /// Resources shared by every proxy with the same outbound view, computed once per push.
-pub(crate) type ScopeCache = Mutex<HashMap<String, Arc<crate::translate::OutboundScope>>>;
+pub(crate) type ScopeCache = Mutex<HashMap<String, Arc<OutboundScope>>>;
+
+/// A summary of what translation reads, per input, so that the next context can tell which
+/// inputs changed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Fingerprints {
+    /// What the service registry is built from (store keys and revisions).
+    registry_inputs: u64,
+    /// The services (not their endpoints).
+    services: u64,
+    /// VirtualServices (store keys and revisions).
+    virtual_services: u64,
+    /// DestinationRules.
+    destination_rules: u64,
+    /// Sidecar resources.
+    sidecars: u64,
+}
+
+/// What a context takes over from the one before it: the outbound scopes that were built,
+/// and for each part of a scope whether it still holds. A part is carried when none of its
+/// inputs changed; otherwise it is rebuilt (and its unchanged resources keep their `Arc`s).
+/// Endpoint changes, the most frequent, rebuild only the assignments of the services whose
+/// endpoints changed.
+#[derive(Debug, Default)]
+pub(crate) struct Carried {
+    /// The previous context's scopes, by key.
+    pub(crate) scopes: HashMap<String, Arc<OutboundScope>>,
+    /// Clusters: services, DestinationRules, Sidecars, and the endpoints of DNS services.
+    pub(crate) clusters: bool,
+    /// Outbound listeners: services, VirtualServices, DestinationRules, Sidecars.
+    pub(crate) listeners: bool,
+    /// Route tables: the same inputs as listeners.
+    pub(crate) routes: bool,
+    /// Name tables: services and Sidecars.
+    pub(crate) name_tables: bool,
+    /// The previous context's encoded virtual hosts, when services, DestinationRules and
+    /// mesh settings are the same (a key names the rest of what a virtual host is made of).
+    pub(crate) virtual_hosts: HashMap<VirtualHostKey, Arc<[u8]>>,
+}
 
 /// Everything translation needs, at one store revision.
 #[derive(Debug)]
 pub struct PushContext {
     /// The store revision it was built from.
     pub revision: u64,
-    /// Services and endpoints.
-    pub registry: ServiceRegistry,
+    /// Services and endpoints (shared with the previous context when none of their inputs
+    /// changed).
+    pub registry: Arc<ServiceRegistry>,
     /// VirtualServices that have hosts, in creation order (store order).
     pub virtual_services: Vec<Arc<VirtualServiceEntry>>,
     /// DestinationRules.
@@ -117,12 +161,41 @@ pub struct PushContext {
     pub secrets: HashMap<(String, String), (Vec<u8>, Vec<u8>)>,
     pub(crate) scopes: ScopeCache,
     pub(crate) load_assignments: Mutex<HashMap<String, Arc<XdsResource>>>,
+    pub(crate) carried: Carried,
+    /// Encoded virtual hosts of sidecar route tables, by what they are made of.
+    pub(crate) virtual_hosts: Mutex<HashMap<VirtualHostKey, Arc<[u8]>>>,
+    fingerprints: Fingerprints,
+}
+
+/// What a sidecar's virtual host for one service port is made of, besides the services and
+/// DestinationRules of the context (when those change, no virtual host is carried over).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct VirtualHostKey {
+    /// The service.
+    pub(crate) service: crate::model::ServiceId,
+    /// The port.
+    pub(crate) port: u16,
+    /// The proxy's namespace (short names, visibility, `sourceNamespace`).
+    pub(crate) namespace: String,
+    /// The proxy's labels, when some VirtualService matches on `sourceLabels`.
+    pub(crate) labels: Option<BTreeMap<String, String>>,
+    /// Whether only `host:port` domains are listed (the `http_proxy` table).
+    pub(crate) port_qualified_only: bool,
+    /// The fingerprint of the VirtualService that shapes it, if one does.
+    pub(crate) virtual_service: Option<u64>,
 }
 
 impl PushContext {
     /// Builds the context from a store snapshot.
     pub fn build(snapshot: &Snapshot, mesh: MeshConfig) -> PushContext {
-        let registry = ServiceRegistry::build(snapshot);
+        PushContext::with_registry(snapshot, mesh, Arc::new(ServiceRegistry::build(snapshot)))
+    }
+
+    fn with_registry(
+        snapshot: &Snapshot,
+        mesh: MeshConfig,
+        registry: Arc<ServiceRegistry>,
+    ) -> PushContext {
         let mut virtual_services: Vec<(u64, Object<VirtualService>)> = Vec::new();
         let mut destination_rules = Vec::new();
         let mut gateways = Vec::new();
@@ -199,7 +272,79 @@ impl PushContext {
             secrets,
             scopes: Mutex::new(HashMap::new()),
             load_assignments: Mutex::new(HashMap::new()),
+            carried: Carried::default(),
+            virtual_hosts: Mutex::new(HashMap::new()),
+            fingerprints: Fingerprints::default(),
         }
+        .with_fingerprints(snapshot)
+    }
+
+    /// Builds the context of a later snapshot, taking over from `previous` what the changes
+    /// in between leave valid: a change of endpoints re-encodes only the assignments of the
+    /// services concerned, a change of VirtualServices only route tables and listeners.
+    pub fn build_after(previous: &PushContext, snapshot: &Snapshot, mesh: MeshConfig) -> Self {
+        let registry = if registry_inputs(snapshot) == previous.fingerprints.registry_inputs {
+            previous.registry.clone()
+        } else {
+            Arc::new(ServiceRegistry::build(snapshot))
+        };
+        let mut context = PushContext::with_registry(snapshot, mesh, registry);
+        if context.mesh != previous.mesh {
+            return context;
+        }
+        let (old, new) = (&previous.fingerprints, &context.fingerprints);
+        let services = old.services == new.services;
+        let rules = old.destination_rules == new.destination_rules;
+        let sidecars = old.sidecars == new.sidecars;
+        let routing = services && rules && sidecars && old.virtual_services == new.virtual_services;
+        let changed_hosts = if Arc::ptr_eq(&previous.registry, &context.registry) {
+            HashSet::new()
+        } else {
+            hosts_with_changed_endpoints(&previous.registry, &context.registry)
+        };
+        let dns_endpoints_same = context.registry.services.iter().all(|s| {
+            !matches!(s.resolution, Resolution::Dns | Resolution::DnsRoundRobin)
+                || !changed_hosts.contains(s.id.hostname.as_str())
+        });
+        context.carried = Carried {
+            scopes: lock(&previous.scopes).clone(),
+            clusters: services && rules && sidecars && dns_endpoints_same,
+            listeners: routing,
+            routes: routing,
+            name_tables: services && sidecars,
+            virtual_hosts: if services && rules {
+                lock(&previous.virtual_hosts).clone()
+            } else {
+                HashMap::new()
+            },
+        };
+        if services && rules {
+            let kept: HashMap<String, Arc<XdsResource>> = lock(&previous.load_assignments)
+                .iter()
+                .filter(|(cluster, _)| {
+                    cluster
+                        .rsplit('|')
+                        .next()
+                        .is_some_and(|host| !changed_hosts.contains(host))
+                })
+                .map(|(cluster, cla)| (cluster.clone(), cla.clone()))
+                .collect();
+            context.load_assignments = Mutex::new(kept);
+        }
+        context
+    }
+
+    fn with_fingerprints(mut self, snapshot: &Snapshot) -> Self {
+        let mut services = std::hash::DefaultHasher::new();
+        self.registry.services.hash(&mut services);
+        self.fingerprints = Fingerprints {
+            registry_inputs: registry_inputs(snapshot),
+            services: services.finish(),
+            virtual_services: revisions_of(snapshot, Kind::VirtualService),
+            destination_rules: revisions_of(snapshot, Kind::DestinationRule),
+            sidecars: revisions_of(snapshot, Kind::Sidecar),
+        };
+        self
     }
 
     /// The DestinationRule that applies to `hostname` for a proxy in `namespace`: the
@@ -282,6 +427,59 @@ impl PushContext {
                 && (gateway != "mesh" || vs.visibility.visible_to(namespace))
         })
     }
+}
+
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The store keys and revisions of one kind, hashed: equal exactly when no resource of the
+/// kind was created, changed or deleted.
+fn revisions_of(snapshot: &Snapshot, kind: Kind) -> u64 {
+    let mut hasher = std::hash::DefaultHasher::new();
+    hash_revisions(snapshot, kind, &mut hasher);
+    hasher.finish()
+}
+
+fn hash_revisions(snapshot: &Snapshot, kind: Kind, hasher: &mut impl Hasher) {
+    for (key, stored) in snapshot.of_kind(kind) {
+        key.namespace.hash(hasher);
+        key.name.hash(hasher);
+        stored.revision.hash(hasher);
+    }
+}
+
+/// The kinds [`ServiceRegistry::build`] reads, their keys and revisions hashed.
+fn registry_inputs(snapshot: &Snapshot) -> u64 {
+    let mut hasher = std::hash::DefaultHasher::new();
+    for kind in [
+        Kind::Service,
+        Kind::ServiceEntry,
+        Kind::Pod,
+        Kind::WorkloadEntry,
+        Kind::Endpoints,
+        Kind::EndpointSlice,
+    ] {
+        hash_revisions(snapshot, kind, &mut hasher);
+    }
+    hasher.finish()
+}
+
+/// The host names of services whose endpoints differ between two registries (or that are in
+/// only one of them).
+fn hosts_with_changed_endpoints(old: &ServiceRegistry, new: &ServiceRegistry) -> HashSet<String> {
+    let mut changed = HashSet::new();
+    for (id, endpoints) in &new.endpoints {
+        if old.endpoints.get(id) != Some(endpoints) {
+            changed.insert(id.hostname.clone());
+        }
+    }
+    for id in old.endpoints.keys() {
+        if !new.endpoints.contains_key(id) {
+            changed.insert(id.hostname.clone());
+        }
+    }
+    changed
 }
 
 /// Whether a host pattern (`*`, `*.example.com`, or a name) matches a host name.
@@ -398,7 +596,7 @@ fn virtual_service_entry(
             d.destination.host = resolve_short_name(&d.destination.host, &namespace);
         }
     }
-    VirtualServiceEntry {
+    let mut entry = VirtualServiceEntry {
         hosts: spec
             .hosts
             .iter()
@@ -409,7 +607,14 @@ fn virtual_service_entry(
         namespace,
         name: vs.metadata.name.clone().unwrap_or_default(),
         spec,
-    }
+        fingerprint: 0,
+    };
+    let mut hasher = std::hash::DefaultHasher::new();
+    serde_json::to_vec(&entry)
+        .unwrap_or_default()
+        .hash(&mut hasher);
+    entry.fingerprint = hasher.finish();
+    entry
 }
 
 /// Destination hosts as FQDNs, resolved where the route was written.

@@ -329,6 +329,8 @@ pub struct ServiceRegistry {
     /// Every workload, sorted by namespace and name.
     pub workloads: Vec<Arc<Workload>>,
     by_hostname: HashMap<String, Vec<usize>>,
+    /// Workload by address; the first in `workloads` order when two share one.
+    by_address: HashMap<String, usize>,
 }
 
 impl ServiceRegistry {
@@ -362,11 +364,17 @@ impl ServiceRegistry {
                 .or_default()
                 .push(index);
         }
+        let workloads: Vec<Arc<Workload>> = workloads.all.into_iter().map(Arc::new).collect();
+        let mut by_address = HashMap::new();
+        for (index, workload) in workloads.iter().enumerate() {
+            by_address.entry(workload.address.clone()).or_insert(index);
+        }
         ServiceRegistry {
             services,
             endpoints,
-            workloads: workloads.all.into_iter().map(Arc::new).collect(),
+            workloads,
             by_hostname,
+            by_address,
         }
     }
 
@@ -381,6 +389,12 @@ impl ServiceRegistry {
             .find(|i| self.services[**i].id.namespace == namespace)
             .or_else(|| candidates.iter().find(visible))
             .map(|i| &self.services[*i])
+    }
+
+    /// The first service (by namespace) named `hostname`.
+    pub fn first_named(&self, hostname: &str) -> Option<&Arc<Service>> {
+        let index = *self.by_hostname.get(hostname)?.first()?;
+        self.services.get(index)
     }
 
     /// The services namespace `namespace` sees, sorted by host name.
@@ -406,7 +420,7 @@ impl ServiceRegistry {
 
     /// The workload with address `address` in `namespace`.
     pub fn workload_at(&self, address: &str) -> Option<&Arc<Workload>> {
-        self.workloads.iter().find(|w| w.address == address)
+        self.by_address.get(address).map(|&i| &self.workloads[i])
     }
 
     /// The services whose selector selects a workload with `labels` in `namespace`.
@@ -446,30 +460,48 @@ pub fn resolve_short_name(host: &str, namespace: &str) -> String {
     }
 }
 
-/// Workloads with an index by namespace (selectors never cross namespaces).
+/// Workloads with an index by namespace and label (selectors never cross namespaces), so
+/// that a thousand services find their workloads among thousands without scanning them all.
 struct Workloads {
     all: Vec<Workload>,
-    by_namespace: HashMap<String, Vec<usize>>,
+    /// (namespace, label key, label value) → workloads, in `all` order.
+    by_label: HashMap<(String, String, String), Vec<usize>>,
 }
 
 impl Workloads {
     fn new(all: Vec<Workload>) -> Self {
-        let mut by_namespace: HashMap<String, Vec<usize>> = HashMap::new();
+        let mut by_label: HashMap<(String, String, String), Vec<usize>> = HashMap::new();
         for (index, workload) in all.iter().enumerate() {
-            by_namespace
-                .entry(workload.namespace.clone())
-                .or_default()
-                .push(index);
+            for (key, value) in &workload.labels {
+                by_label
+                    .entry((workload.namespace.clone(), key.clone(), value.clone()))
+                    .or_default()
+                    .push(index);
+            }
         }
-        Workloads { all, by_namespace }
+        Workloads { all, by_label }
     }
 
-    fn in_namespace<'a>(&'a self, namespace: &str) -> impl Iterator<Item = &'a Workload> + 'a {
-        self.by_namespace
-            .get(namespace)
-            .into_iter()
-            .flatten()
+    /// The workloads of `namespace` that have every label of a (non-empty) selector.
+    fn selected_by<'a>(
+        &'a self,
+        namespace: &str,
+        selector: &'a BTreeMap<String, String>,
+    ) -> impl Iterator<Item = &'a Workload> + 'a {
+        // Candidates: those with the selector's rarest label; then the whole selector.
+        let candidates = selector
+            .iter()
+            .map(|(key, value)| {
+                self.by_label
+                    .get(&(namespace.to_owned(), key.clone(), value.clone()))
+                    .map_or(&[][..], Vec::as_slice)
+            })
+            .min_by_key(|list| list.len())
+            .unwrap_or(&[]);
+        candidates
+            .iter()
             .map(|i| &self.all[*i])
+            .filter(move |w| labels_match(selector, &w.labels))
     }
 }
 
@@ -646,10 +678,7 @@ fn kubernetes_service(
     };
     let mut endpoints: BTreeMap<u16, Vec<Endpoint>> = BTreeMap::new();
     if let Some(selector) = &selector {
-        for workload in workloads
-            .in_namespace(&namespace)
-            .filter(|w| labels_match(selector, &w.labels))
-        {
+        for workload in workloads.selected_by(&namespace, selector) {
             for port in &svc.ports {
                 let target = match &port.target_port {
                     TargetPort::Number(n) => Some(*n),
@@ -805,8 +834,7 @@ fn service_entry_services(
         .filter(|l| !l.is_empty());
     let selected: Vec<Workload> = match &selector {
         Some(selector) => workloads
-            .in_namespace(&namespace)
-            .filter(|w| labels_match(selector, &w.labels))
+            .selected_by(&namespace, selector)
             .cloned()
             .collect(),
         None => spec

@@ -115,7 +115,7 @@ impl Pilot {
 
         // Subscribed before the first build: a change made from now on makes a push.
         let revisions = store.subscribe();
-        let initial = build_context(&store, &options.mesh).await;
+        let initial = build_context(&store, &options.mesh, None).await;
         let (context_sender, contexts) = watch::channel(initial);
         let sync = Arc::new(SyncRegistry::default());
         let (stop, stopped) = watch::channel(false);
@@ -220,11 +220,21 @@ fn local_address(listener: &TcpListener, asked: SocketAddr) -> Result<SocketAddr
     })
 }
 
-async fn build_context(store: &Store, mesh: &MeshConfig) -> Arc<PushContext> {
+/// Builds the context of the store's current snapshot, after `previous` when there is one
+/// (taking over what the changes since leave valid).
+async fn build_context(
+    store: &Store,
+    mesh: &MeshConfig,
+    previous: Option<Arc<PushContext>>,
+) -> Arc<PushContext> {
     let snapshot = store.snapshot();
     let mesh = mesh.clone();
     // Building indexes every service: keep it off the async workers.
-    match tokio::task::spawn_blocking(move || PushContext::build(&snapshot, mesh)).await {
+    let build = move || match previous {
+        Some(previous) => PushContext::build_after(&previous, &snapshot, mesh),
+        None => PushContext::build(&snapshot, mesh),
+    };
+    match tokio::task::spawn_blocking(build).await {
         Ok(context) => Arc::new(context),
         Err(e) => {
             tracing::error!(error = %e, "building the push context failed");
@@ -264,7 +274,8 @@ async fn debounce_pushes(
         }
         revisions.borrow_and_update();
         let started = Instant::now();
-        let context = build_context(&store, &options.mesh).await;
+        let previous = contexts.borrow().clone();
+        let context = build_context(&store, &options.mesh, Some(previous)).await;
         tracing::debug!(
             revision = context.revision,
             elapsed_ms = started.elapsed().as_millis() as u64,

@@ -28,8 +28,8 @@ pub use status::{ConnectionStatus, SyncRegistry, SyncState, TypeStatus};
 use crate::context::PushContext;
 use crate::node::ProxyNode;
 use crate::translate::{
-    CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, NAME_TABLE_TYPE, ProxyResources, ResourceMap,
-    SERVED_TYPES, generate,
+    CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, NAME_TABLE_TYPE, ProxyResources, ROUTE_TYPE,
+    SERVED_TYPES, TypeResources, XdsResource, generate,
 };
 
 /// The ADS service, to be served by tonic.
@@ -74,6 +74,8 @@ struct TypeState {
     version: String,
     /// Delta: what the client holds, name → version.
     held: BTreeMap<String, String>,
+    /// State of the world: what the last response was made from, to tell what changed.
+    sent: Option<TypeResources>,
 }
 
 impl TypeState {
@@ -103,13 +105,33 @@ fn served(type_url: &str) -> bool {
     SERVED_TYPES.contains(&type_url)
 }
 
-fn set_version(resources: &ResourceMap, state: &TypeState) -> String {
+/// How much of a type a state-of-the-world response carries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Sotw {
+    /// Everything the client wants (a request, or a push that must be complete).
+    All,
+    /// A push: nothing when nothing changed; else everything for types whose responses must
+    /// be complete (listeners, clusters, the name table), and only what changed for the others
+    /// (endpoints, routes), as the xDS protocol allows and Istio does.
+    Changed,
+}
+
+/// The version of a response: the previous version and what the response carries, hashed.
+fn next_version<'a>(
+    previous: &str,
+    resources: impl Iterator<Item = &'a Arc<XdsResource>>,
+) -> String {
     let mut hasher = std::hash::DefaultHasher::new();
-    for (name, resource) in resources.iter().filter(|(n, _)| state.wants(n)) {
-        name.hash(&mut hasher);
+    previous.hash(&mut hasher);
+    for resource in resources {
+        resource.name.hash(&mut hasher);
         resource.version.hash(&mut hasher);
     }
     format!("{:016x}", hasher.finish())
+}
+
+fn set_version(resources: &TypeResources, state: &TypeState) -> String {
+    next_version("", resources.values().filter(|r| state.wants(&r.name)))
 }
 
 impl Connection {
@@ -188,30 +210,39 @@ impl Connection {
         }
     }
 
-    /// A state-of-the-world response with the type's resources the client wants, or `None`
-    /// when `only_if_changed` and the client already has this version.
-    fn sotw_response(
-        &mut self,
-        type_url: &str,
-        only_if_changed: bool,
-    ) -> Option<DiscoveryResponse> {
+    /// A state-of-the-world response of one type, or `None` when a push finds nothing new
+    /// for the client.
+    fn sotw_response(&mut self, type_url: &str, scope: Sotw) -> Option<DiscoveryResponse> {
         let resources = self.resources.clone();
-        let map = resources.of_type(type_url)?;
-        let nonce = self.next_nonce();
+        let current = resources.of_type(type_url)?;
         let state = self.types.get_mut(type_url)?;
-        let version = set_version(map, state);
-        if only_if_changed && version == state.version {
-            return None;
-        }
+        let previous = state.sent.replace(current.clone());
+        let partial_allowed = type_url == ENDPOINT_TYPE || type_url == ROUTE_TYPE;
+        let carried: Vec<&Arc<XdsResource>> = match (scope, &previous) {
+            (Sotw::Changed, Some(previous)) if previous.same_as(current) => return None,
+            (Sotw::Changed, Some(previous)) if partial_allowed => {
+                let changed: Vec<_> = current
+                    .changed_since(previous)
+                    .filter(|r| state.wants(&r.name))
+                    .collect();
+                if changed.is_empty() {
+                    return None;
+                }
+                changed
+            }
+            _ => current.values().filter(|r| state.wants(&r.name)).collect(),
+        };
+        let version = match scope {
+            Sotw::All => set_version(current, state),
+            Sotw::Changed => next_version(&state.version, carried.iter().copied()),
+        };
+        self.nonce += 1;
+        let nonce = format!("{}-{}", self.id, self.nonce);
         state.version.clone_from(&version);
         state.nonce.clone_from(&nonce);
         let response = DiscoveryResponse {
             version_info: version.clone(),
-            resources: map
-                .iter()
-                .filter(|(name, _)| state.wants(name))
-                .map(|(_, r)| r.resource.clone())
-                .collect(),
+            resources: carried.iter().map(|r| r.resource.clone()).collect(),
             type_url: type_url.to_owned(),
             nonce: nonce.clone(),
             ..Default::default()
@@ -242,7 +273,7 @@ impl Connection {
         let removed: Vec<String> = state
             .held
             .keys()
-            .filter(|name| !map.contains_key(*name) || !state.wants(name))
+            .filter(|name| !map.contains_key(name) || !state.wants(name))
             .cloned()
             .collect();
         for name in &removed {
@@ -293,7 +324,7 @@ impl Connection {
             return Ok(None);
         }
         if first || changed || request.response_nonce.is_empty() {
-            return Ok(self.sotw_response(type_url, false));
+            return Ok(self.sotw_response(type_url, Sotw::All));
         }
         Ok(None)
     }
@@ -354,8 +385,12 @@ impl Connection {
         let mut responses = Vec::new();
         let mut clusters_changed = false;
         for type_url in self.requested_types() {
-            let force = type_url == ENDPOINT_TYPE && clusters_changed;
-            if let Some(response) = self.sotw_response(type_url, !force) {
+            let scope = if type_url == ENDPOINT_TYPE && clusters_changed {
+                Sotw::All
+            } else {
+                Sotw::Changed
+            };
+            if let Some(response) = self.sotw_response(type_url, scope) {
                 clusters_changed |= type_url == CLUSTER_TYPE;
                 responses.push(response);
             }

@@ -218,6 +218,66 @@ async fn state_of_the_world_pushes_only_what_changed() {
     pilot.shutdown().await;
 }
 
+const RATINGS: &str = "apiVersion: v1
+kind: Service
+metadata: {name: ratings}
+spec:
+  selector: {app: ratings}
+  ports: [{name: http, port: 9080}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: ratings-1, labels: {app: ratings}}
+spec: {containers: [{name: app, image: x}]}
+status: {podIP: 10.0.0.5, phase: Running}
+";
+
+#[tokio::test]
+async fn an_endpoint_push_carries_only_the_assignments_that_changed() {
+    let pilot = pilot().await;
+    apply(&pilot, RATINGS);
+    wait_revision(&pilot).await;
+    let mut ads = Sotw::connect(&pilot).await;
+    ads.send(CLUSTER_TYPE, &[], None, None).await;
+    let clusters = ads.next().await;
+    ads.send(CLUSTER_TYPE, &[], Some(&clusters), None).await;
+    let reviews = "outbound|9080||reviews.default.svc.cluster.local";
+    let ratings = "outbound|9080||ratings.default.svc.cluster.local";
+    ads.send(ENDPOINT_TYPE, &[ratings, reviews], None, None)
+        .await;
+    let endpoints = ads.next().await;
+    assert_eq!(
+        endpoints.resources.len(),
+        2,
+        "a request gets everything it names"
+    );
+    ads.send(ENDPOINT_TYPE, &[ratings, reviews], Some(&endpoints), None)
+        .await;
+
+    apply(&pilot, NEW_POD);
+    let push = ads.next().await;
+    assert_eq!(push.type_url, ENDPOINT_TYPE);
+    let names: Vec<String> = push
+        .resources
+        .iter()
+        .map(|any| {
+            use prost::Message;
+            bosun_xds::pb::envoy::config::endpoint::v3::ClusterLoadAssignment::decode(
+                any.value.as_slice(),
+            )
+            .unwrap()
+            .cluster_name
+        })
+        .collect();
+    assert_eq!(names, [reviews], "ratings did not change");
+    assert_ne!(push.version_info, endpoints.version_info);
+    ads.send(ENDPOINT_TYPE, &[ratings, reviews], Some(&push), None)
+        .await;
+    ads.nothing_for(Duration::from_millis(200)).await;
+    let status = pilot.sync().find("client-1.default").unwrap();
+    assert_eq!(status.types[ENDPOINT_TYPE].state(), SyncState::Synced);
+}
+
 #[tokio::test]
 async fn a_nack_is_recorded_and_not_answered_and_stale_nonces_are_ignored() {
     let pilot = pilot().await;

@@ -99,11 +99,7 @@ pub fn load_assignment(context: &PushContext, cluster: &str) -> Option<ClusterLo
         return None;
     };
     let port: u16 = port.parse().ok()?;
-    let service = context
-        .registry
-        .services
-        .iter()
-        .find(|s| s.id.hostname == hostname)?;
+    let service = context.registry.first_named(hostname)?;
     let subset = (!subset.is_empty()).then_some(subset);
     let dr = context.destination_rule_for(&service.id.namespace, hostname, &service.id.namespace);
     let labels = super::clusters::subset_labels(dr.map(|d| &**d), subset);

@@ -43,10 +43,11 @@ use bosun_xds::pb::envoy::r#type::matcher::v3::{
 };
 use bosun_xds::pb::envoy::r#type::v3::{FractionalPercent, fractional_percent::DenominatorType};
 use bosun_xds::pb::google::protobuf::{BoolValue, Duration as ProtoDuration, UInt32Value};
+use prost::{Message, Name};
 
 use super::clusters::{OutboundView, outbound_name};
 use super::{HTTP_PROXY_ROUTE, PASSTHROUGH_CLUSTER, XdsResource, any, proto_duration};
-use crate::context::{PushContext, VirtualServiceEntry, host_matches};
+use crate::context::{PushContext, VirtualHostKey, VirtualServiceEntry, host_matches, lock};
 use crate::model::{Service, labels_match};
 use crate::node::{Capture, ProxyNode};
 
@@ -98,36 +99,97 @@ pub(super) fn sidecar_route_tables(
             labels: &proxy.labels,
             port: *port,
         };
-        let mut virtual_hosts: Vec<VirtualHost> = services
+        let mut virtual_hosts: Vec<Arc<[u8]>> = services
             .iter()
-            .map(|service| service_virtual_host(context, &scope, service, false))
+            .map(|service| encoded_virtual_host(context, &scope, service, false))
             .collect();
         if let Capture::None { .. } = proxy.capture {
             proxy_hosts.extend(
                 services
                     .iter()
-                    .map(|service| service_virtual_host(context, &scope, service, true)),
+                    .map(|service| encoded_virtual_host(context, &scope, service, true)),
             );
         }
-        virtual_hosts.push(catch_all_host(allow_any));
-        let table = RouteConfiguration {
-            name: port.to_string(),
-            virtual_hosts,
-            validate_clusters: Some(BoolValue { value: false }),
-            ..Default::default()
-        };
-        tables.push(Arc::new(XdsResource::new(port.to_string(), &table)));
+        virtual_hosts.push(catch_all_host(allow_any).encode_to_vec().into());
+        tables.push(route_table(&port.to_string(), &virtual_hosts));
     }
     if let Capture::None { .. } = proxy.capture {
-        let table = RouteConfiguration {
-            name: HTTP_PROXY_ROUTE.to_owned(),
-            virtual_hosts: proxy_hosts,
-            validate_clusters: Some(BoolValue { value: false }),
-            ..Default::default()
-        };
-        tables.push(Arc::new(XdsResource::new(HTTP_PROXY_ROUTE, &table)));
+        tables.push(route_table(HTTP_PROXY_ROUTE, &proxy_hosts));
     }
     tables
+}
+
+/// A sidecar's virtual host for one service port, encoded: taken from this context's cache,
+/// else from the previous context's (see [`crate::context::Carried`]), else built. Only the
+/// virtual hosts a change touches are built again, however many namespaces see them.
+fn encoded_virtual_host(
+    context: &PushContext,
+    scope: &RouteScope<'_>,
+    service: &Service,
+    port_qualified_only: bool,
+) -> Arc<[u8]> {
+    let vs = mesh_virtual_service(context, scope.namespace, service);
+    let key = VirtualHostKey {
+        service: service.id.clone(),
+        port: scope.port,
+        namespace: scope.namespace.to_owned(),
+        labels: context
+            .has_source_label_matches
+            .then(|| scope.labels.clone()),
+        port_qualified_only,
+        virtual_service: vs.map(|vs| vs.fingerprint),
+    };
+    if let Some(found) = lock(&context.virtual_hosts).get(&key) {
+        return found.clone();
+    }
+    let encoded = match context.carried.virtual_hosts.get(&key) {
+        Some(carried) => carried.clone(),
+        None => service_virtual_host(context, scope, service, vs, port_qualified_only)
+            .encode_to_vec()
+            .into(),
+    };
+    lock(&context.virtual_hosts).insert(key, encoded.clone());
+    encoded
+}
+
+/// A route table of encoded virtual hosts. Encoding a message and appending its repeated
+/// field's elements already encoded is the same protobuf as encoding it whole (fields may
+/// come in any order), and saves re-encoding a thousand unchanged virtual hosts.
+fn route_table(name: &str, virtual_hosts: &[Arc<[u8]>]) -> Arc<XdsResource> {
+    const VIRTUAL_HOSTS_FIELD: u32 = 2;
+    let table = RouteConfiguration {
+        name: name.to_owned(),
+        validate_clusters: Some(BoolValue { value: false }),
+        ..Default::default()
+    };
+    let mut bytes = table.encode_to_vec();
+    for host in virtual_hosts {
+        prost::encoding::encode_key(
+            VIRTUAL_HOSTS_FIELD,
+            prost::encoding::WireType::LengthDelimited,
+            &mut bytes,
+        );
+        prost::encoding::encode_varint(host.len() as u64, &mut bytes);
+        bytes.extend_from_slice(host);
+    }
+    Arc::new(XdsResource::encoded(
+        name,
+        RouteConfiguration::type_url(),
+        bytes,
+    ))
+}
+
+/// The VirtualService bound to the mesh that shapes a service for proxies in `namespace`.
+fn mesh_virtual_service<'a>(
+    context: &'a PushContext,
+    namespace: &'a str,
+    service: &Service,
+) -> Option<&'a Arc<VirtualServiceEntry>> {
+    context.virtual_services_for("mesh", namespace).find(|vs| {
+        vs.hosts
+            .iter()
+            .any(|h| host_matches(h, &service.id.hostname))
+    })
 }
 
 /// `allow_any` (pass through to where the client was going) or `block_all` (502).
@@ -177,6 +239,7 @@ fn service_virtual_host(
     context: &PushContext,
     scope: &RouteScope<'_>,
     service: &Service,
+    vs: Option<&Arc<VirtualServiceEntry>>,
     port_qualified_only: bool,
 ) -> VirtualHost {
     let port = scope.port;
@@ -192,13 +255,6 @@ fn service_virtual_host(
         }
         domains.push(format!("{name}:{port}"));
     }
-    let vs = context
-        .virtual_services_for("mesh", scope.namespace)
-        .find(|vs| {
-            vs.hosts
-                .iter()
-                .any(|h| host_matches(h, &service.id.hostname))
-        });
     let routes = match vs {
         Some(vs) => translate_routes(context, scope, vs, &service.id.hostname),
         None => vec![default_route(

@@ -69,14 +69,16 @@ fn golden(name: &str, actual: &Value) {
 fn dump(resources: &ProxyResources, types: &[&str], routes: Option<&[&str]>) -> Value {
     let mut picked = ProxyResources::default();
     for type_url in types {
-        let map = resources.of_type(type_url).cloned().unwrap_or_default();
-        let map = match (*type_url, routes) {
-            (ROUTE_TYPE, Some(names)) => map
-                .into_iter()
-                .filter(|(n, _)| names.contains(&n.as_str()))
-                .collect(),
-            _ => map,
-        };
+        let all = resources.of_type(type_url).cloned().unwrap_or_default();
+        let map: ResourceMap = all
+            .iter()
+            .filter(|(n, _)| match (*type_url, routes) {
+                (ROUTE_TYPE, Some(names)) => names.contains(&n.as_str()),
+                _ => true,
+            })
+            .map(|(n, r)| (n.clone(), r.clone()))
+            .collect();
+        let map = TypeResources::from(map);
         match *type_url {
             CLUSTER_TYPE => picked.clusters = map,
             ENDPOINT_TYPE => picked.endpoints = map,
@@ -316,4 +318,151 @@ fn bosun_proxy_accepts_every_generated_resource() {
             }
         }
     }
+}
+
+/// Bookinfo's store, a context of it with productpage's resources generated, and the
+/// productpage sidecar.
+fn bookinfo_store() -> (crate::store::Store, PushContext, ProxyNode, ProxyResources) {
+    let platform = istio_file(BOOKINFO);
+    let pods = pods_for_deployments(&platform, Ipv4Addr::new(10, 0, 0, 1));
+    let mut texts = vec![
+        platform,
+        istio_file(&format!("{NETWORKING}/destination-rule-all.yaml")),
+    ];
+    texts.extend(pods.iter().map(PodSpec::yaml));
+    let store = crate::testing::store_of(&texts);
+    let context = PushContext::build(&store.snapshot(), Default::default());
+    let proxy = pod(&pods, "productpage").sidecar(Capture::Iptables);
+    let resources = generate(&context, &proxy);
+    (store, context, proxy, resources)
+}
+
+fn apply(store: &crate::store::Store, yaml: &str) {
+    store
+        .apply_sources(&[bosun_api::load::Source::new("change.yaml", yaml)], None)
+        .unwrap();
+}
+
+#[test]
+fn an_endpoint_change_reencodes_only_the_assignments_it_touches() {
+    let (store, first, proxy, before) = bookinfo_store();
+    apply(
+        &store,
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: reviews-v9, labels: {app: reviews, version: v1}}\nspec: {containers: [{name: app, image: x}]}\nstatus: {podIP: 10.0.9.9, phase: Running}\n",
+    );
+    let second = PushContext::build_after(&first, &store.snapshot(), Default::default());
+    let after = generate(&second, &proxy);
+    for (what, a, b) in [
+        ("clusters", &before.clusters, &after.clusters),
+        ("listeners", &before.listeners, &after.listeners),
+        ("routes", &before.routes, &after.routes),
+        ("name tables", &before.name_tables, &after.name_tables),
+    ] {
+        assert!(
+            Arc::ptr_eq(a.shared(), b.shared()),
+            "{what} are carried over"
+        );
+    }
+    let mut changed: Vec<&str> = after
+        .endpoints
+        .changed_since(&before.endpoints)
+        .map(|r| r.name.as_str())
+        .collect();
+    changed.sort_unstable();
+    assert_eq!(
+        changed,
+        [
+            "outbound|9080|v1|reviews.default.svc.cluster.local",
+            "outbound|9080||reviews.default.svc.cluster.local",
+        ],
+        "the new pod is a v1 of reviews"
+    );
+    let ratings = "outbound|9080||ratings.default.svc.cluster.local";
+    assert!(Arc::ptr_eq(
+        &before.endpoints[ratings],
+        &after.endpoints[ratings]
+    ));
+    // What was carried is what a fresh build makes.
+    let fresh = generate(
+        &PushContext::build(&store.snapshot(), Default::default()),
+        &proxy,
+    );
+    assert_eq!(fresh.endpoints, after.endpoints);
+    assert_eq!(fresh.clusters, after.clusters);
+}
+
+#[test]
+fn a_virtual_service_change_rebuilds_routes_and_keeps_clusters() {
+    let (store, first, proxy, before) = bookinfo_store();
+    apply(
+        &store,
+        &istio_file(&format!("{NETWORKING}/virtual-service-all-v1.yaml")),
+    );
+    let second = PushContext::build_after(&first, &store.snapshot(), Default::default());
+    let after = generate(&second, &proxy);
+    assert!(Arc::ptr_eq(
+        before.clusters.shared(),
+        after.clusters.shared()
+    ));
+    assert!(Arc::ptr_eq(
+        before.endpoints.shared(),
+        after.endpoints.shared()
+    ));
+    assert!(
+        Arc::ptr_eq(before.listeners.shared(), after.listeners.shared()),
+        "rebuilt, but equal: the same Arc"
+    );
+    assert!(!after.routes.same_as(&before.routes));
+    let fresh = generate(
+        &PushContext::build(&store.snapshot(), Default::default()),
+        &proxy,
+    );
+    assert_eq!(fresh.routes, after.routes);
+
+    // A DestinationRule change reaches the clusters.
+    apply(
+        &store,
+        "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: ratings}\nspec:\n  host: ratings\n  trafficPolicy: {loadBalancer: {simple: RANDOM}}\n  subsets: [{name: v1, labels: {version: v1}}]\n",
+    );
+    let third = PushContext::build_after(&second, &store.snapshot(), Default::default());
+    let latest = generate(&third, &proxy);
+    let changed: Vec<&str> = latest
+        .clusters
+        .changed_since(&after.clusters)
+        .map(|r| r.name.as_str())
+        .collect();
+    assert!(
+        changed.contains(&"outbound|9080||ratings.default.svc.cluster.local"),
+        "{changed:?}"
+    );
+    assert!(
+        !changed.iter().any(|n| n.contains("reviews")),
+        "{changed:?}"
+    );
+}
+
+#[test]
+fn a_delegate_change_reaches_the_routes_of_its_root() {
+    let (store, first, proxy, _) = bookinfo_store();
+    apply(
+        &store,
+        "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: reviews-root}\nspec:\n  hosts: [reviews]\n  http:\n  - match: [{uri: {prefix: /reviews}}]\n    delegate: {name: reviews-child}\n---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: reviews-child}\nspec:\n  http:\n  - route: [{destination: {host: reviews, subset: v1}}]\n",
+    );
+    let second = PushContext::build_after(&first, &store.snapshot(), Default::default());
+    let before = generate(&second, &proxy);
+    apply(
+        &store,
+        "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: reviews-child}\nspec:\n  http:\n  - route: [{destination: {host: reviews, subset: v3}}]\n",
+    );
+    let third = PushContext::build_after(&second, &store.snapshot(), Default::default());
+    let after = generate(&third, &proxy);
+    assert!(!after.routes.same_as(&before.routes));
+    let fresh = generate(
+        &PushContext::build(&store.snapshot(), Default::default()),
+        &proxy,
+    );
+    assert_eq!(
+        fresh.routes, after.routes,
+        "the child's v3 is in the root's routes"
+    );
 }
