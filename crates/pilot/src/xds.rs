@@ -311,13 +311,22 @@ impl Connection {
         if !self.record_reply(type_url, &request.response_nonce, error) {
             return Ok(None);
         }
-        let names: BTreeSet<String> = request.resource_names.iter().cloned().collect();
         let state = self.types.entry(type_url.to_owned()).or_default();
-        let wildcard = names.is_empty() && is_wildcard_type(type_url) || names.contains("*");
+        // Every ACK repeats the subscription, a thousand names for EDS: when it comes sorted
+        // (as from bosun's proxy) and unchanged, it is compared without building a set.
+        let names_changed = if request.resource_names.iter().eq(state.names.iter()) {
+            false
+        } else {
+            let names: BTreeSet<String> = request.resource_names.iter().cloned().collect();
+            let differ = names != state.names;
+            state.names = names;
+            differ
+        };
+        let wildcard = state.names.is_empty() && is_wildcard_type(type_url)
+            || state.names.contains("*");
         let first = !state.requested;
-        let changed = state.names != names || state.wildcard != wildcard;
+        let changed = names_changed || state.wildcard != wildcard;
         state.requested = true;
-        state.names = names;
         state.wildcard = wildcard;
         if nacked && !changed {
             // The proxy keeps its last good config; nothing new to send until a change.
