@@ -256,8 +256,11 @@ pub fn load_sources(sources: &[Source]) -> LoadResult {
 /// Parses, types and validates every document of one source.
 pub fn load_source(source: &Source) -> LoadResult {
     let mut result = LoadResult::default();
-    let documents = match parse_documents(&source.text) {
-        Ok(documents) => documents,
+    let documents: Vec<Result<Node, (String, Location)>> = match parse_documents(&source.text) {
+        Ok(documents) => documents.into_iter().map(Ok).collect(),
+        // A syntax error: the documents are read one by one, so that the error names its
+        // document and the others are still read.
+        Err(_) if source.text.len() <= MAX_SOURCE_BYTES => documents_one_by_one(&source.text),
         Err((message, location)) => {
             result.problems.push(Problem {
                 origin: Origin {
@@ -274,7 +277,25 @@ pub fn load_source(source: &Source) -> LoadResult {
             return result;
         }
     };
-    for (index, node) in documents.iter().enumerate() {
+    for (index, document) in documents.iter().enumerate() {
+        let node = match document {
+            Ok(node) => node,
+            Err((message, location)) => {
+                result.problems.push(Problem {
+                    origin: Origin {
+                        file: source.name.clone(),
+                        document: index + 1,
+                        location: *location,
+                    },
+                    location: *location,
+                    kind: None,
+                    name: None,
+                    path: FieldPath::root(),
+                    message: message.clone(),
+                });
+                continue;
+            }
+        };
         let origin = Origin {
             file: source.name.clone(),
             document: index + 1,
@@ -320,6 +341,40 @@ pub fn parse_documents(text: &str) -> Result<Vec<Node>, (String, Location)> {
             .unwrap_or_default();
         (first_line(&e.without_snippet().to_string()), location)
     })
+}
+
+/// Each document of a stream parsed on its own (positions still those of the whole text).
+fn documents_one_by_one(text: &str) -> Vec<Result<Node, (String, Location)>> {
+    let mut documents = Vec::new();
+    for (first_line, part) in split_documents(text) {
+        // Blank lines in front keep line numbers those of the whole text.
+        let padded = format!("{}{part}", "\n".repeat(first_line.saturating_sub(1)));
+        match parse_documents(&padded) {
+            Ok(nodes) => documents.extend(nodes.into_iter().map(Ok)),
+            Err(error) => documents.push(Err(error)),
+        }
+    }
+    documents
+}
+
+/// A stream cut at its document markers: `---` at the start of a line, which YAML allows in
+/// no scalar, so a cut never falls inside one. Each part with the number of its first line.
+fn split_documents(text: &str) -> Vec<(usize, &str)> {
+    let mut parts = Vec::new();
+    let (mut start, mut start_line, mut offset) = (0, 1, 0);
+    for (index, line) in text.split_inclusive('\n').enumerate() {
+        let marker = line
+            .strip_prefix("---")
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with([' ', '\t', '\r', '\n']));
+        if marker && offset > start {
+            parts.push((start_line, &text[start..offset]));
+            start = offset;
+            start_line = index + 1;
+        }
+        offset += line.len();
+    }
+    parts.push((start_line, &text[start..]));
+    parts
 }
 
 fn first_line(message: &str) -> String {

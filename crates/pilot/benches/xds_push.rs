@@ -234,6 +234,7 @@ fn main() {
     let services = env_usize("BENCH_SERVICES", SERVICES);
     let endpoints = env_usize("BENCH_ENDPOINTS", ENDPOINTS);
     let clients = env_usize("BENCH_CLIENTS", CLIENTS);
+    let rounds = env_usize("BENCH_ROUNDS", ROUNDS).max(1);
     let binary = std::env::var("BOSUN_BIN").unwrap_or_else(|_| {
         concat!(env!("CARGO_MANIFEST_DIR"), "/../../target/release/bosun").to_owned()
     });
@@ -299,7 +300,7 @@ fn main() {
 
         let mut vs_times = Vec::new();
         let mut applied = Vec::new();
-        for round in 0..ROUNDS {
+        for round in 0..rounds {
             let before = counters.routes.load(Ordering::Relaxed);
             let vs = format!(
                 "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {{name: svc-0, namespace: ns-0}}\nspec:\n  hosts: [svc-0]\n  http:\n  - timeout: {}s\n    route:\n    - destination: {{host: svc-0}}\n",
@@ -315,7 +316,7 @@ fn main() {
         }
         let (_, _, cpu_vs) = pilot_stats(pid);
         let mut ep_times = Vec::new();
-        for round in 0..ROUNDS {
+        for round in 0..rounds {
             let before = counters.endpoints.load(Ordering::Relaxed);
             let pod = format!(
                 "apiVersion: v1\nkind: Pod\nmetadata: {{name: extra-{round}, namespace: ns-1, labels: {{app: svc-1}}}}\nspec: {{containers: [{{name: app, image: x}}]}}\nstatus: {{podIP: 10.250.0.{}, phase: Running}}\n",
@@ -333,7 +334,7 @@ fn main() {
         ep_times.sort();
         let (rss, hwm, cpu_end) = pilot_stats(pid);
         println!(
-            "VirtualService apply -> all {clients} clients have it: p50 {:.1?}, p99 {:.1?} (max of {ROUNDS})",
+            "VirtualService apply -> all {clients} clients have it: p50 {:.1?}, p99 {:.1?} (max of {rounds})",
             percentile(&vs_times, 0.5),
             percentile(&vs_times, 0.99)
         );
@@ -349,9 +350,9 @@ fn main() {
         println!(
             "pilot: RSS {rss} MB (peak {hwm} MB), CPU {:.2} s over {} changes ({:.0} ms per VirtualService change, {:.0} ms per endpoint change)",
             cpu_end - cpu_full,
-            2 * ROUNDS,
-            (cpu_vs - cpu_full) * 1000.0 / ROUNDS as f64,
-            (cpu_end - cpu_vs) * 1000.0 / ROUNDS as f64,
+            2 * rounds,
+            (cpu_vs - cpu_full) * 1000.0 / rounds as f64,
+            (cpu_end - cpu_vs) * 1000.0 / rounds as f64,
         );
         let _ = stop.send(true);
     });

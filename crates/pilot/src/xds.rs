@@ -322,8 +322,8 @@ impl Connection {
             state.names = names;
             differ
         };
-        let wildcard = state.names.is_empty() && is_wildcard_type(type_url)
-            || state.names.contains("*");
+        let wildcard =
+            state.names.is_empty() && is_wildcard_type(type_url) || state.names.contains("*");
         let first = !state.requested;
         let changed = names_changed || state.wildcard != wildcard;
         state.requested = true;

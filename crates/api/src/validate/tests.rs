@@ -224,6 +224,26 @@ fn syntax_errors_have_a_position() {
 }
 
 #[test]
+fn a_syntax_error_names_its_document_and_the_others_still_load() {
+    let result = load_source(&Source::new(
+        "t.yaml",
+        "apiVersion: v1\nkind: Service\nmetadata: {name: a}\n---\n# a comment\n---\napiVersion: networking.istio.io/v1\nkind: VirtualServce\nmetadata: {name: b}\n---\nfoo: [\n---\napiVersion: v1\nkind: Namespace\nmetadata: {name: c}\n",
+    ));
+    let found: Vec<String> = result.problems.iter().map(ToString::to_string).collect();
+    assert_eq!(found.len(), 2, "{found:?}");
+    assert!(
+        found[0].starts_with("t.yaml:8:7: document 2: kind: unknown kind \"VirtualServce\"")
+            && found[0].contains("did you mean"),
+        "{found:?}"
+    );
+    assert!(
+        found[1].starts_with("t.yaml:11:6: document 3: unclosed bracket"),
+        "{found:?}"
+    );
+    assert_eq!(result.loaded.len(), 2, "the Service and the Namespace");
+}
+
+#[test]
 fn json_documents_load() {
     let result = load_source(&Source::new(
         "t.json",
