@@ -19,11 +19,13 @@ pub const GATEWAY_NAME: &str = "istio-ingressgateway";
 pub enum PlanError {
     /// An image Bosun has no sample for, and no command to run instead.
     #[error(
-        "Deployment {namespace}/{deployment}: container {container:?} runs image {image:?}, which is not one of Istio's samples Bosun provides; give the container a `command` to run it as a local process"
+        "{kind} {namespace}/{owner}: container {container:?} runs image {image:?}, which is not one of Istio's samples Bosun provides; give the container a `command` to run it as a local process"
     )]
     UnknownImage {
-        /// The Deployment (or Pod).
-        deployment: String,
+        /// `Deployment` or `Pod`.
+        kind: &'static str,
+        /// The Deployment's or the Pod's name.
+        owner: String,
         /// Its namespace.
         namespace: String,
         /// The container.
@@ -214,9 +216,16 @@ fn env_of(
         .collect()
 }
 
+/// What a pod is planned from: a Deployment, or a Pod of its own.
+#[derive(Clone, Copy, Debug)]
+struct Owner<'a> {
+    kind: &'static str,
+    name: &'a str,
+}
+
 fn container_plan(
     container: &core::Container,
-    owner: &str,
+    owner: Owner<'_>,
     namespace: &str,
     pod_name: &str,
     ip: Ipv4Addr,
@@ -256,7 +265,8 @@ fn container_plan(
             }
             _ => {
                 return Err(PlanError::UnknownImage {
-                    deployment: owner.to_owned(),
+                    kind: owner.kind,
+                    owner: owner.name.to_owned(),
                     namespace: namespace.to_owned(),
                     container: container.name.clone(),
                     image,
@@ -273,7 +283,7 @@ fn container_plan(
 }
 
 fn pod_plan(
-    owner: &str,
+    owner: Owner<'_>,
     name: String,
     namespace: &str,
     template_labels: BTreeMap<String, String>,
@@ -297,7 +307,7 @@ fn pod_plan(
     Ok(PodPlan {
         name,
         namespace: namespace.to_owned(),
-        owner: owner.to_owned(),
+        owner: owner.name.to_owned(),
         labels: template_labels,
         service_account: spec
             .and_then(|s| s.service_account_name.clone())
@@ -331,7 +341,10 @@ pub fn plan(
                 for replica in 0..replicas {
                     let pod_name = format!("{name}-{hash}-{replica}");
                     pods.push(pod_plan(
-                        &name,
+                        Owner {
+                            kind: "Deployment",
+                            name: &name,
+                        },
                         pod_name,
                         &namespace,
                         labels.clone(),
@@ -349,7 +362,10 @@ pub fn plan(
             {
                 let name = pod.metadata.name.clone().unwrap_or_default();
                 pods.push(pod_plan(
-                    &name,
+                    Owner {
+                        kind: "Pod",
+                        name: &name,
+                    },
                     name.clone(),
                     &namespace,
                     pod.metadata.labels.clone().unwrap_or_default(),
@@ -475,6 +491,11 @@ mod tests {
             message.contains("Deployment shop/web") && message.contains("nginx:1.27"),
             "{message}"
         );
+        let pod = "apiVersion: v1\nkind: Pod\nmetadata: {name: lone, namespace: shop}\nspec: {containers: [{name: main, image: 'nginx:1.27'}]}\n";
+        let message = plan(&resources(pod), &mut AddressPool::loopback(10, 0))
+            .unwrap_err()
+            .to_string();
+        assert!(message.starts_with("Pod shop/lone: "), "{message}");
     }
 
     #[test]
