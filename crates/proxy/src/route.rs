@@ -289,8 +289,6 @@ pub struct Forward {
     pub host_rewrite: Option<HostRewrite>,
     /// Route timeout (`None`: disabled).
     pub timeout: Option<Duration>,
-    /// Idle timeout of the stream.
-    pub idle_timeout: Option<Duration>,
     /// Upgrades allowed or refused on this route (overriding the connection manager).
     pub upgrades: Vec<(String, bool)>,
     /// Retries (the route's policy, else the virtual host's).
@@ -1169,7 +1167,6 @@ impl Forward {
                 None => Some(Duration::from_secs(15)),
                 Some(t) => Some(config::duration(t)).filter(|d| !d.is_zero()),
             },
-            idle_timeout: config::optional_duration(action.idle_timeout.as_ref()),
             upgrades: action
                 .upgrade_configs
                 .iter()
