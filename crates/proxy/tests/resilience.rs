@@ -990,3 +990,46 @@ async fn unsupported_resilience_settings_are_refused_by_name() {
         .to_string();
     assert!(error.contains("idle_timeout"), "{error}");
 }
+
+#[tokio::test]
+async fn retry_conditions_choose_which_answers_are_retried() {
+    // Each upstream fails its first request of every pair with its status.
+    let conflict = TestUpstream::start("conflict").await.unwrap();
+    let teapot = TestUpstream::start("teapot").await.unwrap();
+    let plain = TestUpstream::start("plain").await.unwrap();
+    for (upstream, status) in [(&conflict, 409), (&teapot, 418), (&plain, 409)] {
+        upstream.set_mode(Mode::FailEvery { every: 2, status });
+    }
+    let routes = "              - match: {prefix: /conflict}
+                route: {cluster: conflict, retry_policy: {retry_on: retriable-4xx, num_retries: 1}}
+              - match: {prefix: /teapot}
+                route:
+                  cluster: teapot
+                  retry_policy: {retry_on: retriable-status-codes, retriable_status_codes: [418], num_retries: 1}
+              - match: {prefix: /plain}
+                route: {cluster: plain, retry_policy: {retry_on: 5xx, num_retries: 1}}
+";
+    let running = start(&bootstrap(
+        &vhost("", routes),
+        "",
+        &format!(
+            "{}{}{}",
+            cluster("conflict", &[conflict.address], ""),
+            cluster("teapot", &[teapot.address], ""),
+            cluster("plain", &[plain.address], "")
+        ),
+    ))
+    .await;
+    let address = running.listener("http");
+    // retriable-4xx retries 409, retriable-status-codes the listed 418.
+    assert_eq!(request(address, "/conflict").await.status, 200);
+    assert_eq!(conflict.count(), 2);
+    assert_eq!(request(address, "/teapot").await.status, 200);
+    assert_eq!(teapot.count(), 2);
+    // 5xx does not cover a 409: it is passed on after one attempt.
+    assert_eq!(request(address, "/plain").await.status, 409);
+    assert_eq!(plain.count(), 1);
+    assert_eq!(counter(&running, "cluster.plain.upstream_rq_retry"), 0);
+    assert_eq!(counter(&running, "cluster.conflict.upstream_rq_retry"), 1);
+    assert_eq!(counter(&running, "cluster.teapot.upstream_rq_retry"), 1);
+}
