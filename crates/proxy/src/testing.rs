@@ -45,7 +45,8 @@ pub enum Mode {
 /// `/reset` closes the connection without answering, `/hang` never answers, `/drip/<ms>` sends
 /// its body in three chunks `ms` apart; `Upgrade: websocket`
 /// is accepted and echoed; gRPC requests get their message echoed with `grpc-status: 0`. A
-/// [`Mode`] makes it misbehave for every request.
+/// [`Mode`] makes it misbehave for every request; an answer whose status the mode forced
+/// carries `x-test-forced: <status>`.
 #[derive(Debug)]
 pub struct TestUpstream {
     /// Its name (in `x-upstream`).
@@ -333,6 +334,12 @@ async fn answer(
         http::header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
+    if forced_status.is_some() {
+        // Lets a test tell (and a proxy match on) the answers its Mode forced.
+        response
+            .headers_mut()
+            .insert("x-test-forced", HeaderValue::from(status.as_u16()));
+    }
     Ok(response)
 }
 

@@ -1033,3 +1033,32 @@ async fn retry_conditions_choose_which_answers_are_retried() {
     assert_eq!(counter(&running, "cluster.conflict.upstream_rq_retry"), 1);
     assert_eq!(counter(&running, "cluster.teapot.upstream_rq_retry"), 1);
 }
+
+#[tokio::test]
+async fn retriable_headers_retry_answers_that_carry_them() {
+    let marked = TestUpstream::start("marked").await.unwrap();
+    // The first of every pair answers 200 with `x-test-forced: 200`.
+    marked.set_mode(Mode::FailEvery {
+        every: 2,
+        status: 200,
+    });
+    let routes = "              - match: {prefix: /}
+                route:
+                  cluster: marked
+                  retry_policy:
+                    retry_on: retriable-headers
+                    num_retries: 1
+                    retriable_headers: [{name: x-test-forced, present_match: true}]
+";
+    let running = start(&bootstrap(
+        &vhost("", routes),
+        "",
+        &cluster("marked", &[marked.address], ""),
+    ))
+    .await;
+    let answer = request(running.listener("http"), "/").await;
+    assert_eq!(answer.status, 200);
+    assert_eq!(answer.header("x-test-forced"), None, "the second answer");
+    assert_eq!(marked.count(), 2);
+    assert_eq!(counter(&running, "cluster.marked.upstream_rq_retry"), 1);
+}
