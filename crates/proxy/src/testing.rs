@@ -32,6 +32,13 @@ pub enum Mode {
         /// Status of the failing ones.
         status: u16,
     },
+    /// Every `every`-th gRPC request gets a trailers-only answer with `grpc-status: code`.
+    GrpcFailEvery {
+        /// Period.
+        every: u64,
+        /// The gRPC status code of the failing ones.
+        code: u32,
+    },
     /// Requests are never answered.
     Hang,
     /// Connections are closed without an answer.
@@ -193,8 +200,14 @@ async fn answer(
 ) -> Result<Response<BoxBody>, std::io::Error> {
     let path = request.uri().path().to_owned();
     let mut forced_status = None;
+    let mut forced_grpc_status = None;
     match mode {
         Mode::Normal => {}
+        Mode::GrpcFailEvery { every, code } => {
+            if every > 0 && (number - 1).is_multiple_of(every) {
+                forced_grpc_status = Some(code);
+            }
+        }
         Mode::Status(status) => forced_status = Some(status),
         Mode::FailEvery { every, status } => {
             if every > 0 && (number - 1).is_multiple_of(every) {
@@ -302,6 +315,18 @@ async fn answer(
         .await
         .map(|b| b.to_bytes())
         .unwrap_or_default();
+    if let (true, Some(code)) = (grpc, forced_grpc_status) {
+        let mut response = full(StatusCode::OK, String::new());
+        let headers = response.headers_mut();
+        headers.insert(
+            http::header::CONTENT_TYPE,
+            HeaderValue::from_static("application/grpc"),
+        );
+        headers.insert("grpc-status", HeaderValue::from(code));
+        headers.insert("x-test-forced", HeaderValue::from(code));
+        set_upstream(&mut response, &name);
+        return Ok(response);
+    }
     if grpc {
         let mut response = Response::new(GrpcEcho::new(body).boxed());
         response.headers_mut().insert(

@@ -1062,3 +1062,73 @@ async fn retriable_headers_retry_answers_that_carry_them() {
     assert_eq!(marked.count(), 2);
     assert_eq!(counter(&running, "cluster.marked.upstream_rq_retry"), 1);
 }
+
+#[tokio::test]
+async fn grpc_retry_conditions_read_the_grpc_status() {
+    let h2 = "    typed_extension_protocol_options:
+      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
+        \"@type\": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
+        explicit_http_config:
+          http2_protocol_options: {}";
+    // (gRPC code, retry_on condition naming it)
+    let conditions = [
+        (1, "cancelled"),
+        (4, "deadline-exceeded"),
+        (8, "resource-exhausted"),
+        (13, "internal"),
+        (14, "unavailable"),
+    ];
+    for (code, condition) in conditions {
+        let greeter = TestUpstream::start("greeter").await.unwrap();
+        greeter.set_mode(Mode::GrpcFailEvery { every: 2, code });
+        // One route retries on the condition, the other on a condition that does not apply.
+        let other = if condition == "unavailable" {
+            "cancelled"
+        } else {
+            "unavailable"
+        };
+        let routes = format!(
+            "              - match: {{prefix: /retried.}}
+                route: {{cluster: greeter, retry_policy: {{retry_on: {condition}, num_retries: 1}}}}
+              - match: {{prefix: /}}
+                route: {{cluster: greeter, retry_policy: {{retry_on: {other}, num_retries: 1}}}}
+"
+        );
+        let running = start(&bootstrap(
+            &vhost("", &routes),
+            "",
+            &cluster("greeter", &[greeter.address], h2),
+        ))
+        .await;
+        let call = |path: &'static str| {
+            let address = running.listener("http");
+            async move {
+                let request = Request::post(path)
+                    .version(http::Version::HTTP_2)
+                    .header("content-type", "application/grpc")
+                    .header("te", "trailers")
+                    .body(Full::new(Bytes::from_static(b"\0\0\0\0\x02hi")))
+                    .unwrap();
+                send(address, request).await.unwrap()
+            }
+        };
+        let retried = call("/retried.Greeter/SayHello").await;
+        assert_eq!(
+            retried
+                .trailers
+                .as_ref()
+                .and_then(|t| t.get("grpc-status"))
+                .and_then(|v| v.to_str().ok()),
+            Some("0"),
+            "{condition}: the retry got the echo"
+        );
+        assert_eq!(greeter.count(), 2, "{condition}");
+        let passed_on = call("/other.Greeter/SayHello").await;
+        assert_eq!(
+            passed_on.header("grpc-status"),
+            Some(code.to_string().as_str()),
+            "{condition}: {other} does not retry code {code}"
+        );
+        assert_eq!(greeter.count(), 3, "{condition}");
+    }
+}
