@@ -337,6 +337,14 @@ fn bookinfo_store() -> (crate::store::Store, PushContext, ProxyNode, ProxyResour
     (store, context, proxy, resources)
 }
 
+/// What a context built from scratch gives `proxy`: what carried contexts must equal.
+fn fresh_build(store: &crate::store::Store, proxy: &ProxyNode) -> ProxyResources {
+    generate(
+        &PushContext::build(&store.snapshot(), Default::default()),
+        proxy,
+    )
+}
+
 fn apply(store: &crate::store::Store, yaml: &str) {
     store
         .apply_sources(&[bosun_api::load::Source::new("change.yaml", yaml)], None)
@@ -383,10 +391,7 @@ fn an_endpoint_change_reencodes_only_the_assignments_it_touches() {
         &after.endpoints[ratings]
     ));
     // What was carried is what a fresh build makes.
-    let fresh = generate(
-        &PushContext::build(&store.snapshot(), Default::default()),
-        &proxy,
-    );
+    let fresh = fresh_build(&store, &proxy);
     assert_eq!(fresh.endpoints, after.endpoints);
     assert_eq!(fresh.clusters, after.clusters);
 }
@@ -413,10 +418,7 @@ fn a_virtual_service_change_rebuilds_routes_and_keeps_clusters() {
         "rebuilt, but equal: the same Arc"
     );
     assert!(!after.routes.same_as(&before.routes));
-    let fresh = generate(
-        &PushContext::build(&store.snapshot(), Default::default()),
-        &proxy,
-    );
+    let fresh = fresh_build(&store, &proxy);
     assert_eq!(fresh.routes, after.routes);
 
     // A DestinationRule change reaches the clusters.
@@ -457,10 +459,7 @@ fn a_delegate_change_reaches_the_routes_of_its_root() {
     let third = PushContext::build_after(&second, &store.snapshot(), Default::default());
     let after = generate(&third, &proxy);
     assert!(!after.routes.same_as(&before.routes));
-    let fresh = generate(
-        &PushContext::build(&store.snapshot(), Default::default()),
-        &proxy,
-    );
+    let fresh = fresh_build(&store, &proxy);
     assert_eq!(
         fresh.routes, after.routes,
         "the child's v3 is in the root's routes"
