@@ -288,7 +288,7 @@ impl Proxy {
                 let slot = self.registry.cluster_slot(&name);
                 if let Some(cluster) = slot.load() {
                     for host in &cluster.hosts().hosts {
-                        host.pool.clear();
+                        host.pools.clear();
                     }
                 }
                 slot.store(None);

@@ -35,7 +35,7 @@ use circuit::{CircuitBreakers, Priority, Thresholds};
 use connect::{ConnectError, UpstreamIo};
 pub use lb::{HostSet, LbPolicy, LbSettings, Selection};
 use outlier::{HostMonitor, Monitored, Outcome, OutlierConfig, OutlierDetector, OutlierStats};
-use pool::{H1Conn, Hold, Pool, ReturnToPool};
+use pool::{H1Conn, Hold, Pool, Pools, ReturnToPool};
 
 /// A named place where a cluster lives; routes hold slots, so a cluster can be added, updated
 /// or removed without recompiling the routes that name it.
@@ -154,8 +154,8 @@ pub struct Host {
     pub locality_weight: u32,
     /// Counters.
     pub stats: HostStats,
-    /// Open connections.
-    pub pool: Pool,
+    /// Open connections, per routing priority.
+    pub pools: Pools,
     /// Outlier detection state.
     pub outlier: HostMonitor,
     /// Active health checking state.
@@ -365,6 +365,9 @@ pub enum UpstreamError {
     /// A circuit breaker refused the request.
     #[error("upstream overflow")]
     Overflow,
+    /// `max_connection_pools` left no room for the endpoint's pool.
+    #[error("no connection pool available")]
+    PoolOverflow,
 }
 
 /// A cluster, compiled from Envoy's `Cluster`.
@@ -870,7 +873,7 @@ impl Cluster {
         }
         for old in &before.hosts {
             if !hosts.iter().any(|h| Arc::ptr_eq(h, old)) {
-                old.pool.clear();
+                old.pools.clear();
             }
         }
         let set = HostSet::new(
@@ -994,10 +997,15 @@ impl Cluster {
         priority: Priority,
     ) -> Result<Response<Body>, UpstreamError> {
         let limits = self.breakers.thresholds(priority);
+        let pool = host.pools.get(priority);
+        if !pool.claim(h2, &limits.pools) {
+            self.stats.upstream_cx_pool_overflow.inc();
+            return Err(UpstreamError::PoolOverflow);
+        }
         if h2 {
-            self.send_h2(host, request, limits).await
+            self.send_h2(host, pool, request, limits).await
         } else {
-            self.send_h1(host, request, limits).await
+            self.send_h1(host, priority, request, limits).await
         }
     }
 
@@ -1034,13 +1042,16 @@ impl Cluster {
     async fn acquire_h1(
         self: &Arc<Self>,
         host: &Arc<Host>,
+        priority: Priority,
         limits: &Thresholds,
     ) -> Result<(H1Conn, bool), UpstreamError> {
-        if let Some(conn) = host.pool.take_h1(self.idle_timeout) {
+        let pool = host.pools.get(priority);
+        if let Some(conn) = pool.take_h1(self.idle_timeout) {
             return Ok((conn, true));
         }
         let Some(_pending) = limits.pending.try_acquire() else {
             self.stats.upstream_rq_pending_overflow.inc();
+            pool.release_h1_unit_if_unused();
             return Err(UpstreamError::Overflow);
         };
         self.stats.upstream_rq_pending_total.inc();
@@ -1048,8 +1059,8 @@ impl Cluster {
             GaugeGuard::new(&self.stats.upstream_rq_pending_active),
             GaugeGuard::new(&host.stats.rq_pending_active),
         );
-        let connections = &self.breakers.thresholds(Priority::Default).connections;
-        let queued = host.pool.wait(self.idle_timeout, |open| {
+        let connections = &limits.connections;
+        let queued = pool.wait(self.idle_timeout, |open| {
             let allowed = connections.can_create() || open == 0;
             if !allowed {
                 self.stats.upstream_cx_overflow.inc();
@@ -1057,7 +1068,7 @@ impl Cluster {
             allowed
         });
         if queued.connect {
-            self.spawn_h1_connect(host.clone());
+            self.spawn_h1_connect(host.clone(), priority);
         }
         match queued.ticket.await {
             Ok(Ok(conn)) => Ok((conn, false)),
@@ -1070,16 +1081,13 @@ impl Cluster {
     }
 
     /// Opens a connection for `host`'s queue in the background.
-    fn spawn_h1_connect(self: &Arc<Self>, host: Arc<Host>) {
+    fn spawn_h1_connect(self: &Arc<Self>, host: Arc<Host>, priority: Priority) {
         let cluster = self.clone();
-        let guard = self
-            .breakers
-            .thresholds(Priority::Default)
-            .connections
-            .acquire();
+        let guard = self.breakers.thresholds(priority).connections.acquire();
         tokio::spawn(async move {
-            let result = cluster.open_h1(&host, guard).await;
-            host.pool
+            let result = cluster.open_h1(&host, priority, guard).await;
+            host.pools
+                .get(priority)
                 .opened(result.map(H1Conn::new).map_err(|e| match e {
                     UpstreamError::Connect(c) => c,
                     other => ConnectError::Tcp(std::io::Error::other(other.to_string())),
@@ -1090,6 +1098,7 @@ impl Cluster {
     async fn open_h1(
         self: &Arc<Self>,
         host: &Arc<Host>,
+        priority: Priority,
         connection_unit: circuit::ResourceGuard,
     ) -> Result<http1::SendRequest<Body>, UpstreamError> {
         let (io, _) = self.open(host).await?;
@@ -1110,12 +1119,13 @@ impl Cluster {
             drop(guards);
             // A closed connection may unblock requests waiting for one.
             if let (Some(cluster), Some(host)) = (weak_cluster.upgrade(), weak_host.upgrade()) {
-                let connections = &cluster.breakers.thresholds(Priority::Default).connections;
+                let connections = &cluster.breakers.thresholds(priority).connections;
                 if host
-                    .pool
+                    .pools
+                    .get(priority)
                     .closed(|open| connections.can_create() || open == 0)
                 {
-                    cluster.spawn_h1_connect(host.clone());
+                    cluster.spawn_h1_connect(host.clone(), priority);
                 }
             }
         });
@@ -1125,13 +1135,14 @@ impl Cluster {
     async fn send_h1(
         self: &Arc<Self>,
         host: &Arc<Host>,
+        priority: Priority,
         mut request: Request<Body>,
         limits: &Thresholds,
     ) -> Result<Response<Body>, UpstreamError> {
         // A pooled connection may have been closed by the endpoint just now; the request is
         // handed back unsent in that case and goes out on another connection.
         for _ in 0..3 {
-            let (mut conn, reused) = self.acquire_h1(host, limits).await?;
+            let (mut conn, reused) = self.acquire_h1(host, priority, limits).await?;
             if !reused {
                 self.report(host, Outcome::ConnectSuccess);
             }
@@ -1142,7 +1153,7 @@ impl Cluster {
                 return Err(UpstreamError::Reset(error));
             }
             let Some(active) = limits.requests.try_acquire() else {
-                host.pool.release(conn);
+                host.pools.get(priority).release(conn);
                 self.stats.upstream_rq_active_overflow.inc();
                 return Err(UpstreamError::Overflow);
             };
@@ -1162,7 +1173,7 @@ impl Cluster {
                     let (parts, incoming) = response.into_parts();
                     let mut body = Body::incoming(incoming).observe(Hold(Some(active)));
                     if keep_alive && parts.status != http::StatusCode::SWITCHING_PROTOCOLS {
-                        body = body.observe(ReturnToPool::new(host, conn));
+                        body = body.observe(ReturnToPool::new(host, priority, conn));
                     }
                     return Ok(Response::from_parts(parts, body));
                 }
@@ -1180,40 +1191,62 @@ impl Cluster {
         )))
     }
 
+    /// Opens the HTTP/2 connection of `host`'s pool of the priority of `limits`; the pool's
+    /// `max_connection_pools` unit is given back when it closes.
+    async fn open_h2(
+        &self,
+        host: &Arc<Host>,
+        limits: &Thresholds,
+    ) -> Result<http2::SendRequest<Body>, UpstreamError> {
+        let (io, _) = self.open(host).await?;
+        self.report(host, Outcome::ConnectSuccess);
+        let (sender, connection) = http2::Builder::new(TokioExecutor::new())
+            .handshake(TokioIo::new(io))
+            .await
+            .map_err(UpstreamError::Reset)?;
+        self.stats.upstream_cx_http2_total.inc();
+        let guards = (
+            GaugeGuard::new(&self.stats.upstream_cx_active),
+            GaugeGuard::new(&host.stats.cx_active),
+            limits.connections.acquire(),
+        );
+        let weak_host = Arc::downgrade(host);
+        let priority = limits.priority;
+        tokio::spawn(async move {
+            let _ = connection.await;
+            drop(guards);
+            if let Some(host) = weak_host.upgrade() {
+                host.pools.get(priority).h2_gone();
+            }
+        });
+        Ok(sender)
+    }
+
     async fn send_h2(
         &self,
         host: &Arc<Host>,
+        pool: &Pool,
         request: Request<Body>,
         limits: &Thresholds,
     ) -> Result<Response<Body>, UpstreamError> {
-        let mut sender = match host.pool.h2() {
+        let mut sender = match pool.h2() {
             Some(sender) => sender,
             None => {
-                let _connecting = host.pool.h2_connecting.lock().await;
-                match host.pool.h2() {
+                let _connecting = pool.h2_connecting.lock().await;
+                match pool.h2() {
                     Some(sender) => sender,
                     None => {
-                        let (io, _) = self.open(host).await?;
-                        self.report(host, Outcome::ConnectSuccess);
-                        let (sender, connection) = http2::Builder::new(TokioExecutor::new())
-                            .handshake(TokioIo::new(io))
-                            .await
-                            .map_err(UpstreamError::Reset)?;
-                        self.stats.upstream_cx_http2_total.inc();
-                        let guards = (
-                            GaugeGuard::new(&self.stats.upstream_cx_active),
-                            GaugeGuard::new(&host.stats.cx_active),
-                            self.breakers
-                                .thresholds(Priority::Default)
-                                .connections
-                                .acquire(),
-                        );
-                        tokio::spawn(async move {
-                            let _ = connection.await;
-                            drop(guards);
-                        });
-                        host.pool.set_h2(sender.clone());
-                        sender
+                        let opened = self.open_h2(host, limits).await;
+                        match opened {
+                            Ok(sender) => {
+                                pool.set_h2(sender.clone());
+                                sender
+                            }
+                            Err(error) => {
+                                pool.h2_gone();
+                                return Err(error);
+                            }
+                        }
                     }
                 }
             }
@@ -1476,7 +1509,7 @@ fn new_host(endpoint: Endpoint, flags: u8) -> Host {
         locality: endpoint.locality,
         locality_weight: endpoint.locality_weight,
         stats: HostStats::default(),
-        pool: Pool::default(),
+        pools: Pools::default(),
         outlier: HostMonitor::default(),
         health_check: health_check::HostCheck::default(),
         flags: AtomicU8::new(flags),

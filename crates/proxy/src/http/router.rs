@@ -363,6 +363,16 @@ impl Plan<'_> {
     }
 }
 
+/// Envoy's `503 no healthy upstream` (flag UH).
+fn no_healthy_upstream(plan: &Plan<'_>, info: &mut StreamInfo, attempt: u32) -> Response<Body> {
+    info.flags.insert(ResponseFlags::NO_HEALTHY_UPSTREAM);
+    info.details = "no_healthy_upstream";
+    let mut response = LocalReply::new(StatusCode::SERVICE_UNAVAILABLE, "no healthy upstream")
+        .into_response(plan.grpc);
+    attempt_count_downstream(plan, &mut response, attempt);
+    response
+}
+
 /// Sends `body` upstream as `plan` says, with retries, and returns the response or Envoy's
 /// local reply for the failure.
 pub(super) async fn forward(
@@ -414,13 +424,7 @@ pub(super) async fn forward(
         };
         let Some(host) = cluster.choose_host(Some(plan.connection.local), &selection) else {
             cluster.stats.upstream_cx_none_healthy.inc();
-            info.flags.insert(ResponseFlags::NO_HEALTHY_UPSTREAM);
-            info.details = "no_healthy_upstream";
-            let mut response =
-                LocalReply::new(StatusCode::SERVICE_UNAVAILABLE, "no healthy upstream")
-                    .into_response(plan.grpc);
-            attempt_count_downstream(&plan, &mut response, attempt);
-            return response;
+            return no_healthy_upstream(&plan, info, attempt);
         };
         info.upstream_host = Some(host.address);
         *chosen = Some(host.clone());
@@ -555,6 +559,13 @@ pub(super) async fn forward(
                     body.observe(upstream::pool::Hold(Some(active))),
                 );
             }
+            // Envoy finds no connection pool for the endpoint: it answers as if there were
+            // no endpoint, and never retries.
+            Attempt::Failed(UpstreamError::PoolOverflow) => {
+                info.upstream_host = None;
+                *chosen = None;
+                return no_healthy_upstream(&plan, info, attempt);
+            }
             Attempt::Failed(error) => {
                 drop(active);
                 let kind = match &error {
@@ -563,7 +574,7 @@ pub(super) async fn forward(
                         ResetKind::RefusedStream
                     }
                     UpstreamError::Reset(_) => ResetKind::Reset,
-                    UpstreamError::Overflow => ResetKind::Overflow,
+                    UpstreamError::Overflow | UpstreamError::PoolOverflow => ResetKind::Overflow,
                 };
                 if kind != ResetKind::Overflow {
                     cluster.report(&host, Outcome::ConnectFailed);
@@ -783,7 +794,9 @@ fn upstream_failure(
                 None,
             )
         }
-        UpstreamError::Overflow => (ResponseFlags::UPSTREAM_OVERFLOW, "overflow", None),
+        UpstreamError::Overflow | UpstreamError::PoolOverflow => {
+            (ResponseFlags::UPSTREAM_OVERFLOW, "overflow", None)
+        }
     };
     info.flags.insert(flag);
     info.details = "upstream_reset_before_response_started";

@@ -21,7 +21,7 @@ pub struct Resource {
 }
 
 impl Resource {
-    fn new(max: u64, open: Gauge, remaining: Option<Gauge>) -> Arc<Self> {
+    pub(crate) fn new(max: u64, open: Gauge, remaining: Option<Gauge>) -> Arc<Self> {
         if let Some(remaining) = &remaining {
             remaining.set(i64::try_from(max).unwrap_or(i64::MAX));
         }
@@ -103,6 +103,8 @@ impl Drop for ResourceGuard {
 /// The limits of one routing priority.
 #[derive(Debug)]
 pub struct Thresholds {
+    /// The priority they are the limits of.
+    pub priority: Priority,
     /// `max_connections`.
     pub connections: Arc<Resource>,
     /// `max_pending_requests`.
@@ -168,7 +170,11 @@ impl CircuitBreakers {
         let build = |threshold: Option<
             &bosun_xds::pb::envoy::config::cluster::v3::circuit_breakers::Thresholds,
         >,
-                     name: &str| {
+                     priority: Priority| {
+            let name = match priority {
+                Priority::Default => "default",
+                Priority::High => "high",
+            };
             let value = |v: Option<u32>, default: u64| v.map_or(default, u64::from);
             let track = threshold.is_some_and(|t| t.track_remaining);
             let gauge = |stat: &str| {
@@ -178,6 +184,7 @@ impl CircuitBreakers {
             };
             let remaining = |stat: &str| track.then(|| gauge(stat));
             Thresholds {
+                priority,
                 connections: Resource::new(
                     value(
                         threshold.and_then(|t| t.max_connections.map(|v| v.value)),
@@ -218,8 +225,8 @@ impl CircuitBreakers {
             }
         };
         Ok(CircuitBreakers {
-            default: build(default, "default"),
-            high: build(high, "high"),
+            default: build(default, Priority::Default),
+            high: build(high, Priority::High),
         })
     }
 

@@ -4,6 +4,11 @@
 //! As in Envoy, a connection is not tied to the request that caused it to be opened: whoever
 //! waits longest gets the next connection that becomes free, new or returned. The pool's state
 //! is a short critical section; configuration is never read under it.
+//!
+//! An endpoint has a pool per routing priority, as Envoy does, so that the connections of
+//! `HIGH` requests count against the `HIGH` circuit breakers. Each protocol's pool holds a unit
+//! of `max_connection_pools` from its first use until it has neither connections nor waiters
+//! (Envoy deletes an idle pool and gives its unit back).
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, Weak};
@@ -12,6 +17,7 @@ use std::time::{Duration, Instant};
 use hyper::client::conn::{http1, http2};
 use tokio::sync::oneshot;
 
+use super::circuit::{Priority, Resource, ResourceGuard};
 use super::connect::ConnectError;
 use crate::body::{Body, BodyEnd, BodyObserver};
 
@@ -48,15 +54,57 @@ struct H1State {
     /// Connections open or being opened.
     open: usize,
     connecting: usize,
+    /// The `max_connection_pools` unit this pool holds while in use.
+    unit: Option<ResourceGuard>,
 }
 
-/// The connections of one endpoint.
+impl H1State {
+    /// Gives the pool's unit back once nothing uses the pool any more.
+    fn release_unit_if_unused(&mut self) {
+        if self.open == 0 && self.waiters.iter().all(|w| w.is_closed()) {
+            self.unit = None;
+        }
+    }
+}
+
+#[derive(Default)]
+struct H2State {
+    sender: Option<http2::SendRequest<Body>>,
+    unit: Option<ResourceGuard>,
+}
+
+/// The connections of one endpoint at one routing priority.
 #[derive(Default)]
 pub struct Pool {
     h1: Mutex<H1State>,
-    h2: Mutex<Option<http2::SendRequest<Body>>>,
+    h2: Mutex<H2State>,
     /// Serializes opening the HTTP/2 connection so concurrent first requests share one.
     pub(crate) h2_connecting: tokio::sync::Mutex<()>,
+}
+
+/// The pools of one endpoint, one per routing priority (the `HIGH` one made on first use).
+#[derive(Debug, Default)]
+pub struct Pools {
+    default: Pool,
+    high: std::sync::OnceLock<Pool>,
+}
+
+impl Pools {
+    /// The pool of `priority`.
+    pub fn get(&self, priority: Priority) -> &Pool {
+        match priority {
+            Priority::Default => &self.default,
+            Priority::High => self.high.get_or_init(Pool::default),
+        }
+    }
+
+    /// Closes every idle connection of every priority (the endpoint left the cluster).
+    pub fn clear(&self) {
+        self.default.clear();
+        if let Some(high) = self.high.get() {
+            high.clear();
+        }
+    }
 }
 
 impl std::fmt::Debug for Pool {
@@ -80,6 +128,45 @@ pub struct Queued {
 }
 
 impl Pool {
+    /// Makes sure the pool of the protocol (`h2` or HTTP/1.1) holds a unit of `units`
+    /// (`max_connection_pools`), taking one if it does not; false when none is free (Envoy
+    /// then answers `503 no healthy upstream` and counts `upstream_cx_pool_overflow`).
+    ///
+    /// When the HTTP/2 pool finds no unit, an HTTP/1.1 pool of the same endpoint without
+    /// requests in flight is given up for it, as Envoy frees an unused pool of the endpoint.
+    pub fn claim(&self, h2: bool, units: &Arc<Resource>) -> bool {
+        if h2 {
+            let mut state = lock(&self.h2);
+            if state.unit.is_some() {
+                return true;
+            }
+            let unit = units.try_acquire().or_else(|| {
+                let mut h1 = lock(&self.h1);
+                let unused = h1.open == h1.idle.len() && h1.connecting == 0;
+                if unused && h1.unit.is_some() {
+                    h1.idle.clear();
+                    h1.unit.take()
+                } else {
+                    None
+                }
+            });
+            state.unit = unit;
+            state.unit.is_some()
+        } else {
+            let mut state = lock(&self.h1);
+            if state.unit.is_none() {
+                state.unit = units.try_acquire();
+            }
+            state.unit.is_some()
+        }
+    }
+
+    /// Gives the HTTP/1.1 pool's unit back if no connection or waiter uses it (a request
+    /// claimed it and then went no further).
+    pub fn release_h1_unit_if_unused(&self) {
+        lock(&self.h1).release_unit_if_unused();
+    }
+
     /// An idle HTTP/1.1 connection younger than `idle_timeout`, most recently used first.
     pub fn take_h1(&self, idle_timeout: Option<Duration>) -> Option<H1Conn> {
         let mut state = lock(&self.h1);
@@ -136,6 +223,7 @@ impl Pool {
                 for waiter in state.waiters.drain(..) {
                     let _ = waiter.send(Err(error.duplicate()));
                 }
+                state.release_unit_if_unused();
             }
         }
     }
@@ -159,6 +247,7 @@ impl Pool {
             state.open += 1;
             state.connecting += 1;
         }
+        state.release_unit_if_unused();
         connect
     }
 
@@ -184,10 +273,10 @@ impl Pool {
     /// The HTTP/2 connection, if open.
     pub fn h2(&self) -> Option<http2::SendRequest<Body>> {
         let mut slot = lock(&self.h2);
-        match slot.as_ref() {
+        match slot.sender.as_ref() {
             Some(sender) if !sender.is_closed() => Some(sender.clone()),
             Some(_) => {
-                *slot = None;
+                slot.sender = None;
                 None
             }
             None => None,
@@ -196,13 +285,23 @@ impl Pool {
 
     /// Stores a newly opened HTTP/2 connection.
     pub fn set_h2(&self, sender: http2::SendRequest<Body>) {
-        *lock(&self.h2) = Some(sender);
+        lock(&self.h2).sender = Some(sender);
+    }
+
+    /// The HTTP/2 connection closed or could not be opened: the HTTP/2 pool is unused unless
+    /// another connection took its place.
+    pub fn h2_gone(&self) {
+        let mut slot = lock(&self.h2);
+        if slot.sender.as_ref().is_none_or(|s| s.is_closed()) {
+            slot.sender = None;
+            slot.unit = None;
+        }
     }
 
     /// Closes every idle connection (the endpoint left the cluster).
     pub fn clear(&self) {
         lock(&self.h1).idle.clear();
-        *lock(&self.h2) = None;
+        lock(&self.h2).sender = None;
     }
 }
 
@@ -224,14 +323,17 @@ fn hand_over(state: &mut H1State, mut conn: H1Conn) {
 #[derive(Debug)]
 pub struct ReturnToPool {
     pool: Weak<super::Host>,
+    priority: Priority,
     conn: Option<H1Conn>,
 }
 
 impl ReturnToPool {
-    /// Watches a response read over `conn`, which goes back to `host`'s pool at the end.
-    pub fn new(host: &Arc<super::Host>, conn: H1Conn) -> Self {
+    /// Watches a response read over `conn`, which goes back to `host`'s pool of `priority` at
+    /// the end.
+    pub fn new(host: &Arc<super::Host>, priority: Priority, conn: H1Conn) -> Self {
         ReturnToPool {
             pool: Arc::downgrade(host),
+            priority,
             conn: Some(conn),
         }
     }
@@ -244,7 +346,7 @@ impl BodyObserver for ReturnToPool {
             return;
         }
         if let (Some(host), Some(conn)) = (self.pool.upgrade(), self.conn.take()) {
-            host.pool.release(conn);
+            host.pools.get(self.priority).release(conn);
         }
     }
 }
@@ -306,6 +408,64 @@ mod tests {
         assert!(!queued.connect);
         assert!(queued.ticket.await.unwrap().is_ok());
         assert_eq!(pool.idle_h1(), 0);
+    }
+
+    fn units(max: u64) -> Arc<Resource> {
+        let stats = crate::stats::Stats::new();
+        Resource::new(max, stats.gauge("open"), None)
+    }
+
+    #[tokio::test]
+    async fn a_pool_holds_its_unit_while_it_has_connections() {
+        let units = units(1);
+        let (a, b) = (Pool::default(), Pool::default());
+        assert!(a.claim(false, &units));
+        // Claiming again is free: the pool already holds its unit.
+        assert!(a.claim(false, &units));
+        assert!(!b.claim(false, &units), "the only unit is a's");
+        let queued = a.wait(None, |_| true);
+        assert!(queued.connect);
+        a.opened(Ok(conn().await));
+        let conn = queued.ticket.await.unwrap().unwrap();
+        a.release(conn);
+        assert!(!b.claim(false, &units), "an idle connection keeps the pool");
+        // The connection closes and nobody waits: the pool is gone and its unit free.
+        assert!(!a.closed(|_| true));
+        assert_eq!(units.current(), 0);
+        assert!(b.claim(false, &units));
+    }
+
+    #[tokio::test]
+    async fn a_pool_that_went_no_further_gives_its_unit_back() {
+        let units = units(1);
+        let pool = Pool::default();
+        assert!(pool.claim(false, &units));
+        pool.release_h1_unit_if_unused();
+        assert_eq!(units.current(), 0);
+        // A failed connect leaves the pool unused too.
+        assert!(pool.claim(false, &units));
+        let queued = pool.wait(None, |_| true);
+        pool.opened(Err(ConnectError::Timeout));
+        assert!(queued.ticket.await.unwrap().is_err());
+        assert_eq!(units.current(), 0);
+    }
+
+    #[tokio::test]
+    async fn an_http2_pool_takes_the_unit_of_an_unused_http1_pool() {
+        let units = units(1);
+        let pool = Pool::default();
+        assert!(pool.claim(false, &units));
+        let queued = pool.wait(None, |_| true);
+        pool.opened(Ok(conn().await));
+        let conn = queued.ticket.await.unwrap().unwrap();
+        // A request in flight on HTTP/1.1: its pool is in use and keeps the unit.
+        assert!(!pool.claim(true, &units));
+        pool.release(conn);
+        assert!(pool.claim(true, &units));
+        assert_eq!(pool.idle_h1(), 0, "the unused pool's connections are closed");
+        assert_eq!(units.current(), 1);
+        pool.h2_gone();
+        assert_eq!(units.current(), 0);
     }
 
     #[tokio::test]
