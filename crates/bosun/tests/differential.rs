@@ -15,7 +15,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
-use bosun_proxy::testing::{Answer, Mode, TestUpstream, envoy_binary, eventually, send};
+use bosun_proxy::testing::{
+    Answer, Mode, ResettingUpstream, TestUpstream, envoy_binary, eventually, send,
+};
 use bytes::Bytes;
 use http::{Request, Version};
 use http_body_util::Full;
@@ -177,7 +179,8 @@ struct Probe {
     settle_ms: Option<u64>,
     /// Things both must agree on: `status`, `upstream`, `body`, `header:<name>`,
     /// `upstream-header:<name>`, `upstream-path`, `has-header:<name>`, `grpc-status`; and, about
-    /// the proxy rather than the answer: `flags` (the access log's `%RESPONSE_FLAGS%`),
+    /// the proxy rather than the answer: `flags` (the access log's `%RESPONSE_FLAGS%`), `details`
+    /// (the access log's next field, where a case logs `%RESPONSE_CODE_DETAILS%`),
     /// `upstream-count:<upstream>` (requests it got for this probe), `last-host:<upstream>` (the
     /// `Host` of the last request it got), `stat:<name>` (a counter or gauge of `/stats`) and
     /// `health:<cluster>:<upstream>` (the endpoint's `health_flags` in `/clusters`).
@@ -320,9 +323,13 @@ fn fill(template: &str, values: &BTreeMap<String, String>) -> String {
 }
 
 /// The upstreams of one proxy under test: `a`, `b`, `c` behave; `flaky` fails every other
-/// request with 503 (counting from each probe), `down` answers 503, `hang` never answers.
+/// request with 503 (counting from each probe), `down` answers 503, `hang` never answers,
+/// `ratelimited` fails every other request with 503 and `x-envoy-ratelimited` (counting from
+/// each probe); `refusing` and `resetting` speak HTTP/2 only and reset every other stream
+/// (counting from each probe), with `REFUSED_STREAM` and `INTERNAL_ERROR`.
 struct Upstreams {
     http: Vec<TestUpstream>,
+    resetting: Vec<(&'static str, ResettingUpstream)>,
     _echoes: [bosun_proxy::testing::TcpEcho; 2],
     values: BTreeMap<String, String>,
 }
@@ -330,7 +337,7 @@ struct Upstreams {
 impl Upstreams {
     async fn start() -> Upstreams {
         let mut http = Vec::new();
-        for name in ["a", "b", "c", "flaky", "down", "hang"] {
+        for name in ["a", "b", "c", "flaky", "down", "hang", "ratelimited"] {
             http.push(TestUpstream::start(name).await.unwrap());
         }
         http[3].set_mode(Mode::FailEvery {
@@ -339,6 +346,19 @@ impl Upstreams {
         });
         http[4].set_mode(Mode::Status(503));
         http[5].set_mode(Mode::Hang);
+        http[6].set_mode(Mode::FailEveryWithHeader {
+            every: 2,
+            status: 503,
+            header: "x-envoy-ratelimited",
+        });
+        let mut resetting = Vec::new();
+        for (name, reason) in [
+            ("refusing", h2::Reason::REFUSED_STREAM),
+            ("resetting", h2::Reason::INTERNAL_ERROR),
+        ] {
+            let upstream = ResettingUpstream::start(name, 2, reason).await.unwrap();
+            resetting.push((name, upstream));
+        }
         let echoes = [
             bosun_proxy::testing::TcpEcho::start("one").await.unwrap(),
             bosun_proxy::testing::TcpEcho::start("two").await.unwrap(),
@@ -357,10 +377,26 @@ impl Upstreams {
             );
         }
         values.insert("CLOSED_PORT".into(), closed.port().to_string());
+        for (name, upstream) in &resetting {
+            values.insert(
+                format!("UPSTREAM_{}", name.to_uppercase()),
+                upstream.address.port().to_string(),
+            );
+        }
         Upstreams {
             http,
+            resetting,
             _echoes: echoes,
             values,
+        }
+    }
+
+    /// Failure patterns start again with each probe.
+    fn reset_patterns(&self) {
+        self.named("flaky").reset_count();
+        self.named("ratelimited").reset_count();
+        for (_, upstream) in &self.resetting {
+            upstream.reset_count();
         }
     }
 
@@ -372,10 +408,15 @@ impl Upstreams {
     }
 
     fn counts(&self) -> BTreeMap<String, u64> {
-        self.http
+        let mut counts: BTreeMap<String, u64> = self
+            .http
             .iter()
             .map(|u| (u.name.clone(), u.count()))
-            .collect()
+            .collect();
+        for (name, upstream) in &self.resetting {
+            counts.insert((*name).to_owned(), upstream.count());
+        }
+        counts
     }
 }
 
@@ -443,8 +484,9 @@ fn fresh_request_id() -> String {
 
 /// Observes a key about the proxy (not the answer) after a probe.
 async fn observe_side(side: &Side, effects: &Effects, key: &str) -> Option<String> {
-    if key == "flags" {
-        // Envoy writes access logs on a timer; wait for this probe's line (`<id> <flags>`).
+    if key == "flags" || key == "details" {
+        // Envoy writes access logs on a timer; wait for this probe's line
+        // (`<id> <flags>[ <details>]`).
         let id = effects.request_id.clone().unwrap_or_default();
         let line = eventually(Duration::from_secs(5), || async {
             side.log_lines()
@@ -452,14 +494,26 @@ async fn observe_side(side: &Side, effects: &Effects, key: &str) -> Option<Strin
                 .find_map(|l| l.strip_prefix(&format!("{id} ")).map(str::to_owned))
         })
         .await;
-        return Some(line.unwrap_or_else(|| {
+        let Some(line) = line else {
             let lines = side.log_lines();
             let tail = &lines[lines.len().saturating_sub(3)..];
-            format!("(no access log line for {id}; last lines {tail:?})")
-        }));
+            return Some(format!(
+                "(no access log line for {id}; last lines {tail:?})"
+            ));
+        };
+        let mut fields = line.split(' ');
+        let flags = fields.next().unwrap_or_default();
+        return Some(if key == "flags" {
+            flags.to_owned()
+        } else {
+            fields
+                .next()
+                .unwrap_or("(the access log has no details)")
+                .to_owned()
+        });
     }
     if let Some(name) = key.strip_prefix("upstream-count:") {
-        let now = side.upstreams.named(name).count();
+        let now = side.upstreams.counts().get(name).copied().unwrap_or(0);
         let before = effects.counts_before.get(name).copied().unwrap_or(0);
         return Some(now.saturating_sub(before).to_string());
     }
@@ -516,13 +570,13 @@ async fn run_case(file: &Path) {
             None => {
                 let mut observed: Vec<BTreeMap<String, String>> = Vec::new();
                 for side in &sides {
-                    side.upstreams.named("flaky").reset_count();
+                    side.upstreams.reset_patterns();
                     let mut p = p.clone();
                     let request_id = p
                         .compare
                         .iter()
                         .chain(p.expect.keys())
-                        .any(|k| k == "flags")
+                        .any(|k| k == "flags" || k == "details")
                         .then(fresh_request_id);
                     if let Some(id) = &request_id {
                         p.headers.insert("x-request-id".into(), id.clone());

@@ -447,6 +447,9 @@ pub async fn serve<I>(
 struct StreamInfo {
     flags: ResponseFlags,
     details: &'static str,
+    /// What follows `details` in braces (the reset reason of an upstream reset, as Envoy
+    /// writes it: spaces as `_`).
+    details_reason: Option<String>,
     route_name: Option<String>,
     upstream_host: Option<SocketAddr>,
     upstream_cluster: Option<Arc<str>>,
@@ -661,6 +664,10 @@ impl BodyObserver for Finish {
             return;
         };
         let duration = self.started.elapsed();
+        let details = match &self.info.details_reason {
+            Some(reason) => std::borrow::Cow::Owned(format!("{}{{{reason}}}", self.info.details)),
+            None => std::borrow::Cow::Borrowed(self.info.details),
+        };
         let ctx = FormatContext {
             start_time: Some(self.start_time),
             duration: Some(duration),
@@ -678,7 +685,7 @@ impl BodyObserver for Finish {
             response_headers: self.response_headers.as_ref(),
             response_trailers: self.trailers.as_ref(),
             response_code: Some(self.status),
-            response_code_details: Some(self.info.details),
+            response_code_details: Some(&details),
             response_flags: self.info.flags,
             bytes_received: self.bytes_received.load(Ordering::Relaxed),
             bytes_sent: self.bytes_sent,

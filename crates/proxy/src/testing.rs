@@ -32,6 +32,16 @@ pub enum Mode {
         /// Status of the failing ones.
         status: u16,
     },
+    /// Every `every`-th request (as with [`Mode::FailEvery`]) gets `status` and the header
+    /// `header: true` (e.g. `x-envoy-ratelimited`).
+    FailEveryWithHeader {
+        /// Period.
+        every: u64,
+        /// Status of the failing ones.
+        status: u16,
+        /// The header the failing ones carry.
+        header: &'static str,
+    },
     /// Every `every`-th gRPC request gets a trailers-only answer with `grpc-status: code`.
     GrpcFailEvery {
         /// Period.
@@ -201,6 +211,7 @@ async fn answer(
     let path = request.uri().path().to_owned();
     let mut forced_status = None;
     let mut forced_grpc_status = None;
+    let mut forced_header = None;
     match mode {
         Mode::Normal => {}
         Mode::GrpcFailEvery { every, code } => {
@@ -212,6 +223,16 @@ async fn answer(
         Mode::FailEvery { every, status } => {
             if every > 0 && (number - 1).is_multiple_of(every) {
                 forced_status = Some(status);
+            }
+        }
+        Mode::FailEveryWithHeader {
+            every,
+            status,
+            header,
+        } => {
+            if every > 0 && (number - 1).is_multiple_of(every) {
+                forced_status = Some(status);
+                forced_header = Some(header);
             }
         }
         Mode::Hang => std::future::pending::<()>().await,
@@ -365,7 +386,97 @@ async fn answer(
             .headers_mut()
             .insert("x-test-forced", HeaderValue::from(status.as_u16()));
     }
+    if let Some(header) = forced_header {
+        response
+            .headers_mut()
+            .insert(header, HeaderValue::from_static("true"));
+    }
     Ok(response)
+}
+
+/// An HTTP/2 server on 127.0.0.1 that resets every `every`-th stream (the 1st, the
+/// `every + 1`-th, …) with `RST_STREAM` and the given reason (`REFUSED_STREAM`,
+/// `INTERNAL_ERROR`, …) before answering, and answers the others `200` with
+/// `x-upstream: <name>`. (hyper's server cannot reset a stream with a chosen reason.)
+#[derive(Debug)]
+pub struct ResettingUpstream {
+    /// Where it listens.
+    pub address: SocketAddr,
+    /// Streams received, refused or not.
+    pub requests: Arc<AtomicU64>,
+    stop: watch::Sender<bool>,
+}
+
+impl Drop for ResettingUpstream {
+    fn drop(&mut self) {
+        let _ = self.stop.send(true);
+    }
+}
+
+impl ResettingUpstream {
+    /// Starts one.
+    pub async fn start(
+        name: &str,
+        every: u64,
+        reason: h2::Reason,
+    ) -> std::io::Result<ResettingUpstream> {
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let address = listener.local_addr()?;
+        let requests = Arc::new(AtomicU64::new(0));
+        let (stop, mut stopped) = watch::channel(false);
+        let counted = requests.clone();
+        let name = HeaderValue::from_str(name).map_err(std::io::Error::other)?;
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    accepted = listener.accept() => {
+                        let Ok((stream, _)) = accepted else { continue };
+                        tokio::spawn(reset_some(stream, every, reason, counted.clone(), name.clone()));
+                    }
+                    _ = stopped.changed() => break,
+                }
+            }
+        });
+        Ok(ResettingUpstream {
+            address,
+            requests,
+            stop,
+        })
+    }
+
+    /// Streams received so far.
+    pub fn count(&self) -> u64 {
+        self.requests.load(Ordering::Relaxed)
+    }
+
+    /// Starts counting streams from zero again (the next one is reset).
+    pub fn reset_count(&self) {
+        self.requests.store(0, Ordering::Relaxed);
+    }
+}
+
+async fn reset_some(
+    stream: tokio::net::TcpStream,
+    every: u64,
+    reason: h2::Reason,
+    requests: Arc<AtomicU64>,
+    name: HeaderValue,
+) {
+    let Ok(mut connection) = h2::server::handshake(stream).await else {
+        return;
+    };
+    while let Some(Ok((_request, mut respond))) = connection.accept().await {
+        let number = requests.fetch_add(1, Ordering::Relaxed) + 1;
+        if every > 0 && (number - 1).is_multiple_of(every) {
+            respond.send_reset(reason);
+            continue;
+        }
+        let mut response = Response::new(());
+        response.headers_mut().insert("x-upstream", name.clone());
+        if let Ok(mut body) = respond.send_response(response, false) {
+            let _ = body.send_data(Bytes::from_static(b"ok"), true);
+        }
+    }
 }
 
 fn set_upstream<B>(response: &mut Response<B>, name: &str) {

@@ -570,7 +570,9 @@ pub(super) async fn forward(
                 drop(active);
                 let kind = match &error {
                     UpstreamError::Connect(_) => ResetKind::ConnectFailure,
-                    UpstreamError::Reset(reset) if refused_stream(reset) => {
+                    UpstreamError::Reset(reset)
+                        if StreamReset::of(reset) == StreamReset::RemoteRefusedStream =>
+                    {
                         ResetKind::RefusedStream
                     }
                     UpstreamError::Reset(_) => ResetKind::Reset,
@@ -701,15 +703,49 @@ impl http_body::Body for TimedBody {
 
 /// Whether an HTTP/2 upstream refused the stream (`REFUSED_STREAM`). hyper does not expose
 /// h2's reason; its error chain names it.
-fn refused_stream(error: &hyper::Error) -> bool {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
-    while let Some(e) = source {
-        if e.to_string().contains("refused stream") {
-            return true;
+/// How an upstream stream ended before its response headers, in Envoy's terms.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum StreamReset {
+    /// The connection closed (or failed) under the stream.
+    ConnectionTermination,
+    /// The upstream reset the stream (HTTP/2 `RST_STREAM`).
+    Remote,
+    /// The upstream reset the stream with `REFUSED_STREAM`: it did not process it.
+    RemoteRefusedStream,
+}
+
+impl StreamReset {
+    fn of(error: &hyper::Error) -> StreamReset {
+        let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
+        while let Some(e) = source {
+            if let Some(h2) = e.downcast_ref::<h2::Error>() {
+                if h2.is_reset() && h2.is_remote() {
+                    return if h2.reason() == Some(h2::Reason::REFUSED_STREAM) {
+                        StreamReset::RemoteRefusedStream
+                    } else {
+                        StreamReset::Remote
+                    };
+                }
+            }
+            source = e.source();
         }
-        source = e.source();
+        StreamReset::ConnectionTermination
     }
-    false
+
+    /// Envoy's response flag and reset reason (`resetReasonToString`).
+    fn flag_and_reason(self) -> (ResponseFlags, &'static str) {
+        match self {
+            StreamReset::ConnectionTermination => (
+                ResponseFlags::UPSTREAM_CONNECTION_TERMINATION,
+                "connection termination",
+            ),
+            StreamReset::Remote => (ResponseFlags::UPSTREAM_REMOTE_RESET, "remote reset"),
+            StreamReset::RemoteRefusedStream => (
+                ResponseFlags::UPSTREAM_REMOTE_RESET,
+                "remote refused stream reset",
+            ),
+        }
+    }
 }
 
 async fn wait(sleep: &mut Option<std::pin::Pin<Box<tokio::time::Sleep>>>) {
@@ -786,13 +822,14 @@ fn upstream_failure(
             "remote connection failure",
             Some(connect.reason()),
         ),
-        UpstreamError::Reset(_) => {
-            cluster.stats.upstream_rq_rx_reset.inc();
-            (
-                ResponseFlags::UPSTREAM_CONNECTION_TERMINATION,
-                "connection termination",
-                None,
-            )
+        UpstreamError::Reset(reset) => {
+            let reset = StreamReset::of(reset);
+            // Envoy's pools count only plain remote resets as received.
+            if reset == StreamReset::Remote {
+                cluster.stats.upstream_rq_rx_reset.inc();
+            }
+            let (flag, reason) = reset.flag_and_reason();
+            (flag, reason, None)
         }
         UpstreamError::Overflow | UpstreamError::PoolOverflow => {
             (ResponseFlags::UPSTREAM_OVERFLOW, "overflow", None)
@@ -800,6 +837,11 @@ fn upstream_failure(
     };
     info.flags.insert(flag);
     info.details = "upstream_reset_before_response_started";
+    let reason_in_details = match &transport {
+        Some(transport) => format!("{reason}|{transport}"),
+        None => reason.to_owned(),
+    };
+    info.details_reason = Some(reason_in_details.replace(char::is_whitespace, "_"));
     let retried = if retried {
         "retried and the latest "
     } else {

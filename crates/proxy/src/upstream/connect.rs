@@ -30,7 +30,10 @@ impl ConnectError {
     pub fn duplicate(&self) -> ConnectError {
         match self {
             ConnectError::Timeout => ConnectError::Timeout,
-            ConnectError::Tcp(e) => ConnectError::Tcp(io::Error::new(e.kind(), e.to_string())),
+            ConnectError::Tcp(e) => ConnectError::Tcp(match e.raw_os_error() {
+                Some(code) => io::Error::from_raw_os_error(code),
+                None => io::Error::new(e.kind(), e.to_string()),
+            }),
             ConnectError::Tls(e) => ConnectError::Tls(io::Error::new(e.kind(), e.to_string())),
         }
     }
@@ -39,7 +42,14 @@ impl ConnectError {
     pub fn reason(&self) -> String {
         match self {
             ConnectError::Timeout => "connection timeout".to_owned(),
-            ConnectError::Tcp(e) => format!("delayed connect error: {e}"),
+            // Envoy writes the C library's text of the error, without Rust's "(os error N)".
+            ConnectError::Tcp(e) => match e.raw_os_error() {
+                Some(code) => format!(
+                    "delayed connect error: {}",
+                    nix::errno::Errno::from_raw(code).desc()
+                ),
+                None => format!("delayed connect error: {e}"),
+            },
             ConnectError::Tls(e) => format!("TLS error: {e}"),
         }
     }

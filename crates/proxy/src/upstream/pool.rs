@@ -462,7 +462,11 @@ mod tests {
         assert!(!pool.claim(true, &units));
         pool.release(conn);
         assert!(pool.claim(true, &units));
-        assert_eq!(pool.idle_h1(), 0, "the unused pool's connections are closed");
+        assert_eq!(
+            pool.idle_h1(),
+            0,
+            "the unused pool's connections are closed"
+        );
         assert_eq!(units.current(), 1);
         pool.h2_gone();
         assert_eq!(units.current(), 0);
