@@ -7,6 +7,7 @@ mod local_reply;
 mod replay;
 mod retry;
 mod router;
+mod stream_idle;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -96,6 +97,8 @@ pub struct HttpStats {
     pub rq_redirect: Counter,
     /// `downstream_rq_timeout`.
     pub downstream_rq_timeout: Counter,
+    /// `downstream_rq_idle_timeout`.
+    pub downstream_rq_idle_timeout: Counter,
     /// `downstream_rq_max_duration_reached`.
     pub downstream_rq_max_duration_reached: Counter,
 }
@@ -121,6 +124,7 @@ impl HttpStats {
             rq_direct_response: c("rq_direct_response"),
             rq_redirect: c("rq_redirect"),
             downstream_rq_timeout: c("downstream_rq_timeout"),
+            downstream_rq_idle_timeout: c("downstream_rq_idle_timeout"),
             downstream_rq_max_duration_reached: c("downstream_rq_max_duration_reached"),
         }
     }
@@ -459,6 +463,8 @@ struct StreamInfo {
     request_complete: Option<Arc<std::sync::atomic::AtomicBool>>,
     /// Set when a timeout cut the response body (flag UT rather than UC).
     body_timed_out: Option<Arc<std::sync::atomic::AtomicBool>>,
+    /// The stream idle timeout's clock (the route may change its limit).
+    idle: Option<Arc<stream_idle::IdleClock>>,
 }
 
 const HOP_BY_HOP: [HeaderName; 6] = [
@@ -573,18 +579,24 @@ fn protocol_name(version: Version) -> &'static str {
     }
 }
 
-/// Counts bytes of a body into a shared counter.
+/// Watches the request body: counts its bytes, notes that it ended, and counts its frames as
+/// activity on the stream.
 #[derive(Debug)]
-struct CountBytes(Arc<AtomicU64>, Arc<std::sync::atomic::AtomicBool>);
+struct CountBytes {
+    bytes: Arc<AtomicU64>,
+    complete: Arc<std::sync::atomic::AtomicBool>,
+    idle: Arc<stream_idle::IdleClock>,
+}
 
 impl BodyObserver for CountBytes {
     fn on_data(&mut self, len: usize) {
-        self.0.fetch_add(len as u64, Ordering::Relaxed);
+        self.bytes.fetch_add(len as u64, Ordering::Relaxed);
+        self.idle.touch();
     }
 
     fn on_end(&mut self, end: BodyEnd) {
         if end == BodyEnd::Complete {
-            self.1.store(true, Ordering::Relaxed);
+            self.complete.store(true, Ordering::Relaxed);
         }
     }
 }
@@ -645,7 +657,11 @@ impl BodyObserver for Finish {
                 .body_timed_out
                 .as_ref()
                 .is_some_and(|t| t.load(Ordering::Relaxed));
-            if end == BodyEnd::Error && timed_out {
+            let idled = self.info.idle.as_ref().is_some_and(|c| c.expired());
+            if end == BodyEnd::Error && idled {
+                self.connection.hcm.stats.downstream_rq_idle_timeout.inc();
+                self.info.flags.insert(ResponseFlags::STREAM_IDLE_TIMEOUT);
+            } else if end == BodyEnd::Error && timed_out {
                 self.info
                     .flags
                     .insert(ResponseFlags::UPSTREAM_REQUEST_TIMEOUT);
@@ -816,14 +832,19 @@ async fn handle(
     let request_id = parts.headers.get(&X_REQUEST_ID).cloned();
     let bytes_received = Arc::new(AtomicU64::new(0));
     let request_complete = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let body =
-        Body::incoming(body).observe(CountBytes(bytes_received.clone(), request_complete.clone()));
+    let idle = stream_idle::IdleClock::new(hcm.stream_idle_timeout);
+    let body = Body::incoming(body).observe(CountBytes {
+        bytes: bytes_received.clone(),
+        complete: request_complete.clone(),
+        idle: idle.clone(),
+    });
     if http_body::Body::is_end_stream(&body) {
         request_complete.store(true, Ordering::Relaxed);
     }
     let mut info = StreamInfo {
         started: Some(started),
         request_complete: Some(request_complete.clone()),
+        idle: Some(idle.clone()),
         ..StreamInfo::default()
     };
     let mut chosen_host = None;
@@ -840,7 +861,8 @@ async fn handle(
         &mut chosen_host,
     );
     // `request_timeout` bounds the time to receive the whole request (Envoy disarms it once
-    // the request is in); the stream idle timeout, as before, bounds the whole exchange.
+    // the request is in); the stream idle timeout ends a stream without activity, here while
+    // no response has started and in the response body after.
     let request_timer = {
         let request_complete = request_complete.clone();
         let limit = hcm.request_timeout;
@@ -856,15 +878,7 @@ async fn handle(
             }
         }
     };
-    let idle_timer = async {
-        match hcm
-            .stream_idle_timeout
-            .filter(|_| hcm.request_timeout.is_none())
-        {
-            Some(idle) => tokio::time::sleep(idle).await,
-            None => std::future::pending::<()>().await,
-        }
-    };
+    let idle_timer = idle.idle();
     enum Ending {
         Routed(Response<Body>),
         RequestTimeout,
@@ -886,9 +900,10 @@ async fn handle(
             LocalReply::new(StatusCode::REQUEST_TIMEOUT, "request timeout").into_response(grpc)
         }
         Ending::IdleTimeout => {
+            hcm.stats.downstream_rq_idle_timeout.inc();
             info.flags.insert(ResponseFlags::STREAM_IDLE_TIMEOUT);
             info.details = "stream_idle_timeout";
-            LocalReply::new(StatusCode::REQUEST_TIMEOUT, "stream timeout").into_response(grpc)
+            LocalReply::new(timeout_status(&request_complete), "stream timeout").into_response(grpc)
         }
     };
 
@@ -913,7 +928,10 @@ async fn handle(
     let status = response.status().as_u16();
     hcm.stats.downstream_rq.record(status);
     info.response_started.get_or_insert_with(Instant::now);
-    let (response_parts, response_body) = response.into_parts();
+    let (response_parts, mut response_body) = response.into_parts();
+    if !http_body::Body::is_end_stream(&response_body) {
+        response_body = Body::boxed(stream_idle::IdleBody::new(response_body, idle));
+    }
     let finish = Finish {
         connection: connection.clone(),
         request: record,
@@ -970,6 +988,9 @@ async fn route_request(
     if let Some((_, route)) = matched {
         if let Action::Forward(forward) = &route.action {
             target = Some(pick_cluster(hcm, forward, &parts.headers));
+            if let (Some(limit), Some(idle)) = (forward.idle_timeout, &info.idle) {
+                idle.set_limit(limit);
+            }
         }
     }
 

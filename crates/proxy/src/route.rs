@@ -289,6 +289,9 @@ pub struct Forward {
     pub host_rewrite: Option<HostRewrite>,
     /// Route timeout (`None`: disabled).
     pub timeout: Option<Duration>,
+    /// The stream idle timeout on this route, replacing the connection manager's when set
+    /// (`Some(None)`: off).
+    pub idle_timeout: Option<Option<Duration>>,
     /// Upgrades allowed or refused on this route (overriding the connection manager).
     pub upgrades: Vec<(String, bool)>,
     /// Retries (the route's policy, else the virtual host's).
@@ -1167,6 +1170,10 @@ impl Forward {
                 None => Some(Duration::from_secs(15)),
                 Some(t) => Some(config::duration(t)).filter(|d| !d.is_zero()),
             },
+            idle_timeout: action
+                .idle_timeout
+                .as_ref()
+                .map(|t| Some(config::duration(t)).filter(|d| !d.is_zero())),
             upgrades: action
                 .upgrade_configs
                 .iter()

@@ -428,6 +428,7 @@ const MESSAGES: &[(&str, Fields)] = &[
             "host_rewrite_literal",
             "auto_host_rewrite",
             "timeout",
+            "idle_timeout",
             "upgrade_configs",
             "retry_policy",
             "hash_policy",

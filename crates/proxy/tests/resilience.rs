@@ -975,20 +975,6 @@ async fn unsupported_resilience_settings_are_refused_by_name() {
         .unwrap_err()
         .to_string();
     assert!(error.contains("retry_budget"), "{error}");
-
-    // A route's stream idle timeout is not implemented: refused, not ignored.
-    let yaml = bootstrap(
-        &vhost(
-            "",
-            "              - match: {prefix: /}\n                route: {cluster: a, idle_timeout: 5s}\n",
-        ),
-        "",
-        &cluster("a", &[a.address], ""),
-    );
-    let error = bosun_proxy::bootstrap::load(None, Some(&yaml))
-        .unwrap_err()
-        .to_string();
-    assert!(error.contains("idle_timeout"), "{error}");
 }
 
 #[tokio::test]

@@ -701,8 +701,6 @@ impl http_body::Body for TimedBody {
     }
 }
 
-/// Whether an HTTP/2 upstream refused the stream (`REFUSED_STREAM`). hyper does not expose
-/// h2's reason; its error chain names it.
 /// How an upstream stream ended before its response headers, in Envoy's terms.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum StreamReset {
