@@ -1,4 +1,4 @@
-//! `bosun validate` and `bosun analyze` as a user runs them.
+//! `bosun validate` and `bosun analyze` as a user runs them, and how the CLI reports errors.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // Tests fail loudly.
 
@@ -177,4 +177,22 @@ fn version_and_help() {
     let output = bosun(&["help"], None);
     assert!(stdout(&output).contains("validate"));
     assert!(stdout(&output).contains("analyze"));
+}
+
+#[test]
+fn an_error_names_its_cause_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let bootstrap = dir.path().join("bootstrap.yaml");
+    std::fs::write(
+        &bootstrap,
+        "static_resources:\n  clusters:\n  - name: a\n    type: STATIC\n    lrs_server: {self: {}}\n",
+    )
+    .unwrap();
+    let output = bosun(&["proxy", "-c", bootstrap.to_str().unwrap()], None);
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let field = "field \"lrs_server\" of envoy.config.cluster.v3.Cluster is not supported";
+    assert_eq!(stderr.matches(field).count(), 1, "{stderr}");
+    assert!(stderr.starts_with("error: "), "{stderr}");
+    assert!(stderr.contains("bootstrap.yaml"), "{stderr}");
 }
