@@ -51,6 +51,9 @@ struct ListenerEntry {
 #[derive(Debug, Default)]
 struct State {
     clusters: BTreeMap<String, ClusterRecord>,
+    /// New EDS clusters waiting for their first endpoints before they take traffic, as Envoy
+    /// warms them (until then a route to one finds no cluster).
+    warming_clusters: BTreeMap<String, Arc<Cluster>>,
     routes: BTreeMap<String, (Origin, String, SystemTime)>,
     listeners: BTreeMap<String, ListenerEntry>,
     versions: HashMap<&'static str, String>,
@@ -69,6 +72,7 @@ struct ServerStats {
     total_listeners_active: Gauge,
     total_listeners_warming: Gauge,
     total_clusters: Gauge,
+    warming_clusters: Gauge,
 }
 
 /// Changes the process's log level (`/logging?level=debug`).
@@ -144,6 +148,7 @@ impl Proxy {
             total_listeners_active: stats.gauge("listener_manager.total_listeners_active"),
             total_listeners_warming: stats.gauge("listener_manager.total_listeners_warming"),
             total_clusters: stats.gauge("cluster_manager.active_clusters"),
+            warming_clusters: stats.gauge("cluster_manager.warming_clusters"),
         };
         let (shutdown, _) = watch::channel(false);
         Arc::new(Proxy {
@@ -200,7 +205,7 @@ impl Proxy {
     /// `keep` (the names of rejected ones) are removed: state-of-the-world CDS. Invalid clusters
     /// are rejected; the others are applied.
     pub async fn apply_clusters(
-        &self,
+        self: &Arc<Self>,
         clusters: Vec<ClusterProto>,
         origin: Origin,
         version: &str,
@@ -230,47 +235,43 @@ impl Proxy {
                 Ok(cluster) => {
                     let cluster = Arc::new(cluster);
                     let slot = self.registry.cluster_slot(&name);
-                    if let Some(previous) = slot.load() {
-                        cluster.inherit_hosts(&previous);
+                    let previous = slot.load();
+                    if let Some(previous) = &previous {
+                        cluster.inherit_hosts(previous);
                     }
-                    if cluster.needs_dns() {
-                        // Warm: the first resolution happens before the cluster takes traffic.
-                        if let Err(error) =
-                            tokio::time::timeout(Duration::from_secs(5), cluster.resolve())
-                                .await
-                                .unwrap_or_else(|_| {
-                                    Err(ConfigError::invalid("DNS resolution timed out"))
-                                })
-                        {
-                            tracing::warn!(cluster = %name, %error, "initial DNS resolution failed");
+                    // A cluster replacing an active one takes over its endpoints; a new EDS
+                    // cluster waits for its own.
+                    let warms = {
+                        let mut state = lock(&self.state);
+                        let assignment = if cluster.kind == ClusterKind::Eds {
+                            state.clusters.get(&name).and_then(|r| r.assignment.clone())
+                        } else {
+                            None
+                        };
+                        let warms = cluster.kind == ClusterKind::Eds
+                            && previous.is_none()
+                            && assignment.is_none();
+                        state.clusters.insert(
+                            name.clone(),
+                            ClusterRecord {
+                                origin,
+                                version: version.to_owned(),
+                                assignment,
+                            },
+                        );
+                        state.warming_clusters.remove(&name);
+                        if warms {
+                            state.warming_clusters.insert(name.clone(), cluster.clone());
                         }
-                        spawn_dns_refresh(slot.clone(), cluster.clone());
-                    }
-                    if let Some(check) = cluster.health_check.clone() {
-                        // Envoy lets a cluster take traffic once every endpoint was checked.
-                        let round = crate::upstream::health_check::run_round(&cluster, &check);
-                        let _ = tokio::time::timeout(Duration::from_secs(5), round).await;
-                        spawn_health_checks(slot.clone(), cluster.clone(), check);
-                    }
-                    if let Some(outlier) = &cluster.outlier {
-                        spawn_outlier_ticks(slot.clone(), cluster.clone(), outlier.config.interval);
-                    }
-                    let mut state = lock(&self.state);
-                    let assignment = if cluster.kind == ClusterKind::Eds {
-                        state.clusters.get(&name).and_then(|r| r.assignment.clone())
-                    } else {
-                        None
+                        warms
                     };
-                    state.clusters.insert(
-                        name.clone(),
-                        ClusterRecord {
-                            origin,
-                            version: version.to_owned(),
-                            assignment,
-                        },
-                    );
-                    drop(state);
-                    slot.store(Some(cluster));
+                    if warms {
+                        if let Some(timeout) = eds_initial_fetch_timeout(&cluster) {
+                            self.activate_after(timeout, cluster);
+                        }
+                        continue;
+                    }
+                    activate(slot, cluster).await;
                 }
             }
         }
@@ -284,7 +285,11 @@ impl Proxy {
                 .map(|(name, _)| name.clone())
                 .collect();
             for name in removed {
-                lock(&self.state).clusters.remove(&name);
+                {
+                    let mut state = lock(&self.state);
+                    state.clusters.remove(&name);
+                    state.warming_clusters.remove(&name);
+                }
                 let slot = self.registry.cluster_slot(&name);
                 if let Some(cluster) = slot.load() {
                     for host in &cluster.hosts().hosts {
@@ -295,9 +300,7 @@ impl Proxy {
             }
         }
         self.registry.publish();
-        self.server_stats
-            .total_clusters
-            .set(self.registry.clusters().len() as i64);
+        self.count_clusters();
         if origin == Origin::Dynamic {
             if rejections.is_empty() {
                 self.server_stats.cds_update_success.inc();
@@ -309,37 +312,46 @@ impl Proxy {
         rejections
     }
 
-    /// The EDS service names of the clusters waiting for endpoints.
+    /// The EDS service names of the clusters taking endpoints, warming ones included.
     pub fn eds_service_names(&self) -> Vec<String> {
         let mut names: Vec<String> = self
-            .registry
-            .clusters()
+            .eds_clusters()
             .iter()
-            .filter(|c| c.kind == ClusterKind::Eds)
-            .map(|c| c.eds_service_name.clone())
+            .map(|(_, c)| c.eds_service_name.clone())
             .collect();
         names.sort();
         names.dedup();
         names
     }
 
-    /// Applies endpoint assignments (EDS).
+    /// EDS clusters, active and warming, with whether they warm.
+    fn eds_clusters(&self) -> Vec<(bool, Arc<Cluster>)> {
+        let mut clusters: Vec<(bool, Arc<Cluster>)> = self
+            .registry
+            .clusters()
+            .into_iter()
+            .filter(|c| c.kind == ClusterKind::Eds)
+            .map(|c| (false, c))
+            .collect();
+        let state = lock(&self.state);
+        clusters.extend(state.warming_clusters.values().map(|c| (true, c.clone())));
+        clusters
+    }
+
+    /// Applies endpoint assignments (EDS); a warming cluster that gets its endpoints starts
+    /// taking traffic.
     pub fn apply_endpoints(
-        &self,
+        self: &Arc<Self>,
         assignments: Vec<ClusterLoadAssignment>,
         version: &str,
     ) -> Rejections {
         let mut rejections = Rejections::default();
+        let eds_clusters = self.eds_clusters();
         for assignment in assignments {
-            let clusters: Vec<Arc<Cluster>> = self
-                .registry
-                .clusters()
-                .into_iter()
-                .filter(|c| {
-                    c.kind == ClusterKind::Eds && c.eds_service_name == assignment.cluster_name
-                })
-                .collect();
-            for cluster in &clusters {
+            let clusters = eds_clusters
+                .iter()
+                .filter(|(_, c)| c.eds_service_name == assignment.cluster_name);
+            for (warming, cluster) in clusters {
                 match cluster.assign(&assignment) {
                     Ok(()) => {
                         if let Some(record) =
@@ -347,6 +359,9 @@ impl Proxy {
                         {
                             record.assignment =
                                 Some((assignment.clone(), version.to_owned(), SystemTime::now()));
+                        }
+                        if *warming {
+                            self.activate_warmed(cluster.clone());
                         }
                     }
                     Err(error) => rejections
@@ -360,6 +375,49 @@ impl Proxy {
             lock(&self.state).versions.insert("eds", version.to_owned());
         }
         rejections
+    }
+
+    /// Ends the warming of `cluster` if it still warms: it takes traffic from now on.
+    fn activate_warmed(self: &Arc<Self>, cluster: Arc<Cluster>) {
+        let proxy = self.clone();
+        tokio::spawn(async move {
+            let name = cluster.name.to_string();
+            let still_warming = {
+                let mut state = lock(&proxy.state);
+                let current = state
+                    .warming_clusters
+                    .get(&name)
+                    .is_some_and(|c| Arc::ptr_eq(c, &cluster));
+                if current {
+                    state.warming_clusters.remove(&name);
+                }
+                current
+            };
+            if still_warming {
+                activate(proxy.registry.cluster_slot(&name), cluster).await;
+                proxy.count_clusters();
+            }
+        });
+    }
+
+    /// After `initial_fetch_timeout`, a cluster still without endpoints takes traffic anyway
+    /// (and answers `no healthy upstream`), as in Envoy.
+    fn activate_after(self: &Arc<Self>, timeout: Duration, cluster: Arc<Cluster>) {
+        let proxy = Arc::downgrade(self);
+        tokio::spawn(async move {
+            tokio::time::sleep(timeout).await;
+            if let Some(proxy) = proxy.upgrade() {
+                proxy.activate_warmed(cluster);
+            }
+        });
+    }
+
+    fn count_clusters(&self) {
+        self.server_stats
+            .total_clusters
+            .set(self.registry.clusters().len() as i64);
+        let warming = lock(&self.state).warming_clusters.len();
+        self.server_stats.warming_clusters.set(warming as i64);
     }
 
     /// Applies route configurations (RDS, or static ones by name).
@@ -734,6 +792,52 @@ fn is_current(slot: &crate::upstream::ClusterSlot, cluster: &Arc<Cluster>) -> bo
 }
 
 /// Runs outlier detection's interval for as long as the cluster is the one in its slot.
+/// Brings a cluster into service: resolves its names, runs a first round of health checks,
+/// starts its periodic tasks, then puts it in its slot where routes find it.
+async fn activate(slot: Arc<crate::upstream::ClusterSlot>, cluster: Arc<Cluster>) {
+    let name = cluster.name.clone();
+    if cluster.needs_dns() {
+        // Warm: the first resolution happens before the cluster takes traffic.
+        if let Err(error) = tokio::time::timeout(Duration::from_secs(5), cluster.resolve())
+            .await
+            .unwrap_or_else(|_| Err(ConfigError::invalid("DNS resolution timed out")))
+        {
+            tracing::warn!(cluster = %name, %error, "initial DNS resolution failed");
+        }
+    }
+    if let Some(check) = &cluster.health_check {
+        // Envoy lets a cluster take traffic once every endpoint was checked.
+        let round = crate::upstream::health_check::run_round(&cluster, check);
+        let _ = tokio::time::timeout(Duration::from_secs(5), round).await;
+    }
+    // Stored first: the periodic tasks stop when the slot holds another cluster.
+    slot.store(Some(cluster.clone()));
+    if cluster.needs_dns() {
+        spawn_dns_refresh(slot.clone(), cluster.clone());
+    }
+    if let Some(check) = cluster.health_check.clone() {
+        spawn_health_checks(slot.clone(), cluster.clone(), check);
+    }
+    if let Some(outlier) = &cluster.outlier {
+        spawn_outlier_ticks(slot, cluster.clone(), outlier.config.interval);
+    }
+}
+
+/// How long a new EDS cluster waits for its endpoints (`eds_config.initial_fetch_timeout`,
+/// 15 s when unset); `None` when it waits for ever (a zero timeout, as Istio sets it).
+fn eds_initial_fetch_timeout(cluster: &Cluster) -> Option<Duration> {
+    let configured = cluster
+        .config
+        .eds_cluster_config
+        .as_ref()
+        .and_then(|e| e.eds_config.as_ref())
+        .and_then(|c| c.initial_fetch_timeout.as_ref());
+    match configured {
+        None => Some(Duration::from_secs(15)),
+        Some(timeout) => Some(crate::config::duration(timeout)).filter(|d| !d.is_zero()),
+    }
+}
+
 fn spawn_outlier_ticks(
     slot: Arc<crate::upstream::ClusterSlot>,
     cluster: Arc<Cluster>,

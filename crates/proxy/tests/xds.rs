@@ -410,3 +410,98 @@ endpoints:
     }
     assert_eq!(seen.len(), 2, "{seen:?}");
 }
+
+#[tokio::test]
+async fn a_new_eds_cluster_warms_until_its_endpoints_arrive() {
+    let a = TestUpstream::start("a").await.unwrap();
+    let ads = TestAds::start().await.unwrap();
+    // `waiting` waits for ever (Istio's 0s); `impatient` gives up after 0.2 s.
+    let impatient: Cluster = from_yaml(
+        "name: impatient
+type: EDS
+connect_timeout: 1s
+eds_cluster_config: {eds_config: {ads: {}, resource_api_version: V3, initial_fetch_timeout: 0.2s}}",
+        "envoy.config.cluster.v3.Cluster",
+    );
+    let waiting: Cluster = from_yaml(
+        "name: waiting
+type: EDS
+connect_timeout: 1s
+eds_cluster_config: {eds_config: {ads: {}, resource_api_version: V3, initial_fetch_timeout: 0s}}",
+        "envoy.config.cluster.v3.Cluster",
+    );
+    ads.set(
+        TypeUrl::CLUSTER,
+        vec![
+            ("impatient".into(), any(TypeUrl::CLUSTER, &impatient)),
+            ("waiting".into(), any(TypeUrl::CLUSTER, &waiting)),
+        ],
+    );
+    let mut table = routes("waiting", "");
+    let mut impatient_route = table.virtual_hosts[0].routes[0].clone();
+    impatient_route.r#match = Some(from_yaml(
+        "prefix: /impatient",
+        "envoy.config.route.v3.RouteMatch",
+    ));
+    if let Some(bosun_xds::pb::envoy::config::route::v3::route::Action::Route(action)) =
+        &mut impatient_route.action
+    {
+        action.cluster_specifier = Some(
+            bosun_xds::pb::envoy::config::route::v3::route_action::ClusterSpecifier::Cluster(
+                "impatient".into(),
+            ),
+        );
+    }
+    table.virtual_hosts[0].routes.insert(0, impatient_route);
+    ads.set(
+        TypeUrl::ROUTE_CONFIGURATION,
+        vec![("local".into(), any(TypeUrl::ROUTE_CONFIGURATION, &table))],
+    );
+    ads.set(
+        TypeUrl::LISTENER,
+        vec![("http".into(), any(TypeUrl::LISTENER, &listener()))],
+    );
+    let proxy = start(&bootstrap(ads.address, false)).await;
+    let address = eventually(Duration::from_secs(5), || async {
+        proxy.proxy.listener_addresses().get("http").copied()
+    })
+    .await
+    .unwrap();
+    let warming = || proxy.proxy.stats.gauge("cluster_manager.warming_clusters").get();
+
+    // Both warm: a route to them finds no cluster (Envoy's 503 NC, empty body).
+    let answer = eventually(Duration::from_secs(5), || async {
+        get(address, "x", "/").await.ok().filter(|a| a.status == 503)
+    })
+    .await
+    .expect("an answer from the listener");
+    assert_eq!(answer.text(), "");
+    assert!(proxy.proxy.registry.find_cluster("waiting").is_none());
+
+    // The impatient one takes traffic without endpoints after its timeout.
+    let no_endpoints = eventually(Duration::from_secs(5), || async {
+        get(address, "x", "/impatient")
+            .await
+            .ok()
+            .filter(|a| a.text() == "no healthy upstream")
+    })
+    .await;
+    assert!(no_endpoints.is_some(), "the impatient cluster never took traffic");
+    assert_eq!(warming(), 1, "the waiting one still warms");
+    assert!(proxy.proxy.registry.find_cluster("waiting").is_none());
+
+    // Its endpoints arrive (it is subscribed to while it warms): it takes traffic.
+    ads.set(
+        TypeUrl::CLUSTER_LOAD_ASSIGNMENT,
+        vec![(
+            "waiting".into(),
+            any(TypeUrl::CLUSTER_LOAD_ASSIGNMENT, &assignment("waiting", &a)),
+        )],
+    );
+    let served = eventually(Duration::from_secs(5), || async {
+        upstream_of(&proxy).await.filter(|u| u == "a")
+    })
+    .await;
+    assert_eq!(served.as_deref(), Some("a"));
+    assert_eq!(warming(), 0);
+}
