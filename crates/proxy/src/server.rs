@@ -819,7 +819,17 @@ async fn activate(slot: Arc<crate::upstream::ClusterSlot>, cluster: Arc<Cluster>
         spawn_health_checks(slot.clone(), cluster.clone(), check);
     }
     if let Some(outlier) = &cluster.outlier {
-        spawn_outlier_ticks(slot, cluster.clone(), outlier.config.interval);
+        spawn_periodic(
+            slot.clone(),
+            cluster.clone(),
+            outlier.config.interval,
+            Cluster::outlier_tick,
+        );
+    }
+    if let Some(interval) = cluster.cleanup_interval {
+        spawn_periodic(slot, cluster.clone(), interval, |c| {
+            c.clean_up_original_dst();
+        });
     }
 }
 
@@ -838,10 +848,13 @@ fn eds_initial_fetch_timeout(cluster: &Cluster) -> Option<Duration> {
     }
 }
 
-fn spawn_outlier_ticks(
+/// Runs `work` on the cluster every `interval` for as long as it is the one in its slot
+/// (outlier detection ticks, ORIGINAL_DST cleanups).
+fn spawn_periodic(
     slot: Arc<crate::upstream::ClusterSlot>,
     cluster: Arc<Cluster>,
     interval: Duration,
+    work: fn(&Cluster),
 ) {
     let weak = Arc::downgrade(&cluster);
     drop(cluster);
@@ -856,7 +869,7 @@ fn spawn_outlier_ticks(
             if !is_current(&slot, &cluster) && slot.load().is_some() {
                 return;
             }
-            cluster.outlier_tick();
+            work(&cluster);
         }
     });
 }

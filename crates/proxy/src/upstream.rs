@@ -411,7 +411,11 @@ pub struct Cluster {
     /// Serializes rebuilding the host set (membership and health changes).
     rebuild: Mutex<()>,
     overprovisioning: AtomicU32,
-    original_dst_hosts: Mutex<HashMap<SocketAddr, Arc<Host>>>,
+    /// ORIGINAL_DST endpoints made on demand, with whether they were used since the last
+    /// cleanup.
+    original_dst_hosts: Mutex<HashMap<SocketAddr, (Arc<Host>, bool)>>,
+    /// How often unused ORIGINAL_DST endpoints are dropped (`cleanup_interval`).
+    pub cleanup_interval: Option<Duration>,
     dns: Option<DnsSettings>,
 }
 
@@ -710,6 +714,14 @@ impl Cluster {
             }
             ClusterKind::Eds | ClusterKind::OriginalDst => {}
         }
+        let cleanup_interval = (kind == ClusterKind::OriginalDst).then(|| {
+            config
+                .cleanup_interval
+                .as_ref()
+                .map(config::duration)
+                .filter(|d| !d.is_zero())
+                .unwrap_or(Duration::from_secs(5))
+        });
         let eds_service_name = config
             .eds_cluster_config
             .as_ref()
@@ -738,6 +750,7 @@ impl Cluster {
             rebuild: Mutex::new(()),
             overprovisioning: AtomicU32::new(overprovisioning),
             original_dst_hosts: Mutex::new(HashMap::new()),
+            cleanup_interval,
             dns,
         };
         cluster.set_hosts(hosts);
@@ -926,27 +939,41 @@ impl Cluster {
         if self.kind == ClusterKind::OriginalDst {
             let address = original_dst?;
             let mut hosts = lock(&self.original_dst_hosts);
-            return Some(
-                hosts
-                    .entry(address)
-                    .or_insert_with(|| {
-                        Arc::new(new_host(
-                            Endpoint {
-                                address,
-                                hostname: None,
-                                weight: 1,
-                                health: Health::Healthy,
-                                priority: 0,
-                                locality: String::new(),
-                                locality_weight: 0,
-                            },
-                            0,
-                        ))
-                    })
-                    .clone(),
-            );
+            let (host, used) = hosts.entry(address).or_insert_with(|| {
+                let host = new_host(
+                    Endpoint {
+                        address,
+                        hostname: None,
+                        weight: 1,
+                        health: Health::Healthy,
+                        priority: 0,
+                        locality: String::new(),
+                        locality_weight: 0,
+                    },
+                    0,
+                );
+                (Arc::new(host), true)
+            });
+            *used = true;
+            return Some(host.clone());
         }
         self.hosts.load().choose(selection)
+    }
+
+    /// Envoy's ORIGINAL_DST cleanup, every `cleanup_interval`: endpoints not chosen since the
+    /// previous cleanup are dropped (their idle connections closed); returns how many remain.
+    pub fn clean_up_original_dst(&self) -> usize {
+        let mut hosts = lock(&self.original_dst_hosts);
+        hosts.retain(|_, (host, used)| {
+            if *used {
+                *used = false;
+                true
+            } else {
+                host.pools.clear();
+                false
+            }
+        });
+        hosts.len()
     }
 
     /// Tells outlier detection what happened to a request sent to `host`.
@@ -1520,3 +1547,6 @@ fn new_host(endpoint: Endpoint, flags: u8) -> Host {
 pub fn elapsed_millis(since: Instant) -> u128 {
     since.elapsed().as_millis()
 }
+
+#[cfg(test)]
+mod tests;

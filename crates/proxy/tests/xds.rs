@@ -467,11 +467,20 @@ eds_cluster_config: {eds_config: {ads: {}, resource_api_version: V3, initial_fet
     })
     .await
     .unwrap();
-    let warming = || proxy.proxy.stats.gauge("cluster_manager.warming_clusters").get();
+    let warming = || {
+        proxy
+            .proxy
+            .stats
+            .gauge("cluster_manager.warming_clusters")
+            .get()
+    };
 
     // Both warm: a route to them finds no cluster (Envoy's 503 NC, empty body).
     let answer = eventually(Duration::from_secs(5), || async {
-        get(address, "x", "/").await.ok().filter(|a| a.status == 503)
+        get(address, "x", "/")
+            .await
+            .ok()
+            .filter(|a| a.status == 503)
     })
     .await
     .expect("an answer from the listener");
@@ -486,7 +495,10 @@ eds_cluster_config: {eds_config: {ads: {}, resource_api_version: V3, initial_fet
             .filter(|a| a.text() == "no healthy upstream")
     })
     .await;
-    assert!(no_endpoints.is_some(), "the impatient cluster never took traffic");
+    assert!(
+        no_endpoints.is_some(),
+        "the impatient cluster never took traffic"
+    );
     assert_eq!(warming(), 1, "the waiting one still warms");
     assert!(proxy.proxy.registry.find_cluster("waiting").is_none());
 
