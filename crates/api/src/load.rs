@@ -469,13 +469,16 @@ fn load_document(node: &Node, origin: Origin) -> DocumentOutcome {
     let resource = match Resource::from_node_as(kind, node) {
         Ok(resource) => resource,
         Err(error) => {
-            let location = error.location().unwrap_or(node.location);
-            let path = error.path().cloned().unwrap_or_default();
-            return DocumentOutcome::Invalid(vec![with_identity(problem(
-                location,
-                path,
-                error.message().to_owned(),
-            ))]);
+            return DocumentOutcome::Invalid(
+                typing_errors(kind, node, error)
+                    .into_iter()
+                    .map(|error| {
+                        let location = error.location().unwrap_or(node.location);
+                        let path = error.path().cloned().unwrap_or_default();
+                        with_identity(problem(location, path, error.message().to_owned()))
+                    })
+                    .collect(),
+            );
         }
     };
     let positions = Positions::of(node);
@@ -496,6 +499,35 @@ fn load_document(node: &Node, origin: Origin) -> DocumentOutcome {
         origin,
         positions,
     }))
+}
+
+/// At most this many typing errors are reported for one document.
+const MAX_TYPING_ERRORS: usize = 50;
+
+/// Every typing error of a document, not just the first: typing stops at a problem, so the
+/// offending field is taken out of a copy of the document and typing starts again, until it
+/// succeeds or a problem cannot be taken out (a sequence element, a missing field).
+fn typing_errors(kind: Kind, node: &Node, first: de::DeError) -> Vec<de::DeError> {
+    let mut errors = vec![first];
+    let mut repaired = node.clone();
+    let mut removed: Vec<FieldPath> = Vec::new();
+    while errors.len() < MAX_TYPING_ERRORS {
+        let Some(path) = errors.last().and_then(|e| e.path()).cloned() else {
+            break;
+        };
+        if path.is_root() || !repaired.remove_path(path.as_str()) {
+            break;
+        }
+        removed.push(path);
+        match Resource::from_node_as(kind, &repaired) {
+            Ok(_) => break,
+            // A field taken out for being wrong is not also missing.
+            Err(next) if next.path().is_some_and(|p| removed.contains(p)) => break,
+            Err(next) => errors.push(next),
+        }
+    }
+    errors.sort_by_key(|e| e.location().unwrap_or(node.location));
+    errors
 }
 
 /// The line and column of every field of a document, by path.

@@ -111,6 +111,39 @@ impl Node {
         }
     }
 
+    /// Removes the mapping entry at `path` (as [`FieldPath`](crate::path::FieldPath) writes
+    /// it) under this node; false when there is none or the path ends in a sequence element
+    /// (removing one would renumber the others).
+    pub fn remove_path(&mut self, path: &str) -> bool {
+        let segments = path_segments(path);
+        let Some((last, parents)) = segments.split_last() else {
+            return false;
+        };
+        let mut node = self;
+        for segment in parents {
+            let next = match &mut node.value {
+                Value::Map(entries) => entries
+                    .iter_mut()
+                    .find(|(k, _)| k.text == *segment)
+                    .map(|(_, v)| v),
+                Value::Seq(items) => segment.parse::<usize>().ok().and_then(|i| items.get_mut(i)),
+                _ => None,
+            };
+            match next {
+                Some(next) => node = next,
+                None => return false,
+            }
+        }
+        match &mut node.value {
+            Value::Map(entries) => {
+                let before = entries.len();
+                entries.retain(|(k, _)| k.text != *last);
+                entries.len() != before
+            }
+            _ => false,
+        }
+    }
+
     /// The value under `key` when this node is a mapping and that value is text.
     pub fn get_str(&self, key: &str) -> Option<&str> {
         match self.get(key).map(|n| &n.value) {
@@ -248,5 +281,56 @@ impl<'de> Visitor<'de> for ValueVisitor {
             entries.push((key, value));
         }
         Ok(Value::Map(entries))
+    }
+}
+
+/// The keys and indices of a field path: `spec.http[0][end-user]` is `spec`, `http`, `0`,
+/// `end-user` (a bracket holds an index or a key that is not an identifier).
+fn path_segments(path: &str) -> Vec<&str> {
+    let mut segments = Vec::new();
+    let mut rest = path;
+    while !rest.is_empty() {
+        if let Some(inner) = rest.strip_prefix('[') {
+            let end = inner.find(']').unwrap_or(inner.len());
+            segments.push(&inner[..end]);
+            rest = inner.get(end + 1..).unwrap_or("");
+        } else if let Some(after) = rest.strip_prefix('.') {
+            rest = after;
+        } else {
+            let end = rest.find(['.', '[']).unwrap_or(rest.len());
+            segments.push(&rest[..end]);
+            rest = &rest[end..];
+        }
+    }
+    segments
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node(yaml: &str) -> Node {
+        serde_saphyr::from_str(yaml).unwrap()
+    }
+
+    #[test]
+    fn paths_name_fields_elements_and_bracketed_keys() {
+        assert_eq!(
+            path_segments("spec.http[0].headers[end-user].exact"),
+            ["spec", "http", "0", "headers", "end-user", "exact"]
+        );
+        let mut doc = node(
+            "metadata:\n  labels: {app.kubernetes.io/name: x, app: web}\nspec:\n  http:\n  - {name: a, timeout: 1s}\n",
+        );
+        assert!(doc.remove_path("metadata.labels[app.kubernetes.io/name]"));
+        assert!(doc.remove_path("spec.http[0].timeout"));
+        assert_eq!(
+            doc.to_json(),
+            serde_json::json!({"metadata": {"labels": {"app": "web"}}, "spec": {"http": [{"name": "a"}]}})
+        );
+        // Elements are never removed (the others would be renumbered); absent paths are not.
+        assert!(!doc.remove_path("spec.http[0]"));
+        assert!(!doc.remove_path("spec.tcp"));
+        assert!(!doc.remove_path(""));
     }
 }

@@ -137,6 +137,45 @@ fn unknown_fields_are_refused_with_a_hint() {
 }
 
 #[test]
+fn every_typing_mistake_of_a_document_is_reported_in_order() {
+    let found = problems(&vs("hosts: [reviews]
+htp:
+- route:
+  - destination: {host: reviews}
+tcp:
+- route:
+  - destination: {host: reviews, port: {number: eighty}}
+    wieght: 10
+tls: nope
+"));
+    assert_eq!(
+        found,
+        [
+            "7:3: VirtualService default/r: spec.htp: unknown field \"htp\", did you mean \"http\"?",
+            "12:51: VirtualService default/r: spec.tcp[0].route[0].destination.port.number: \
+             type conversion error from string \"eighty\" to integer",
+            "13:7: VirtualService default/r: spec.tcp[0].route[0].wieght: \
+             unknown field \"wieght\", did you mean \"weight\"?",
+            "14:8: VirtualService default/r: spec.tls: must be of type array: \"string\"",
+        ]
+    );
+}
+
+#[test]
+fn a_required_field_of_the_wrong_type_is_not_also_missing() {
+    let found = problems(
+        "apiVersion: v1\nkind: Service\nmetadata:\n  name: s\nspec:\n  ports:\n  - port: http\n    protocl: TCP\n",
+    );
+    assert_eq!(
+        found,
+        [
+            "7:11: Service default/s: spec.ports[0].port: type conversion error from string \"http\" to integer",
+            "8:5: Service default/s: spec.ports[0].protocl: unknown field \"protocl\", did you mean \"protocol\"?",
+        ]
+    );
+}
+
+#[test]
 fn unknown_fields_in_kubernetes_kinds_are_refused_too() {
     let found = problems(
         "apiVersion: v1\nkind: Service\nmetadata:\n  name: s\nspec:\n  ports:\n  - port: 80\n    targetPrt: 8080\n",
