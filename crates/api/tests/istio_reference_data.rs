@@ -151,6 +151,9 @@ fn every_resource_round_trips_through_yaml() {
         "reqauth-valid.yaml",
         "workloadgroup-valid.yaml",
         "destinationrule-valid.yaml",
+        "peerauth-valid.yaml",
+        "proxyconfig-valid.yaml",
+        "workloadentry-valid.yaml",
     ] {
         sources.extend(
             read_sources(&[istio_path(&format!(
