@@ -293,3 +293,86 @@ fn json_documents_load() {
     assert!(result.problems.is_empty(), "{:?}", result.problems);
     assert_eq!(result.loaded.len(), 1);
 }
+
+fn object(api_version: &str, kind: &str, body: &str) -> String {
+    format!("apiVersion: {api_version}\nkind: {kind}\nmetadata:\n  name: x\n{body}")
+}
+
+/// The kinds neither Istio's validation data nor its samples exercise: one valid document
+/// each, and one mistake each that must be found where it was written.
+#[test_case("networking.istio.io/v1", "Sidecar",
+    "spec:\n  egress:\n  - hosts: [\"./*\", \"istio-system/*\"]\n",
+    "spec:\n  ingress:\n  - defaultEndpoint: 127.0.0.1:8080\n",
+    "7:5: Sidecar default/x: spec.ingress[0].port: sidecar: port is required for ingress listeners"
+    ; "sidecar")]
+#[test_case("gateway.networking.k8s.io/v1", "GatewayClass",
+    "spec:\n  controllerName: istio.io/gateway-controller\n",
+    "spec:\n  description: no controller\n",
+    "5:1: GatewayClass x: spec.controllerName: Required value"
+    ; "gateway class")]
+#[test_case("gateway.networking.k8s.io/v1", "Gateway",
+    "spec:\n  gatewayClassName: istio\n  listeners:\n  - {name: http, port: 80, protocol: HTTP}\n",
+    "spec:\n  gatewayClassName: istio\n  listeners:\n  - {name: http, port: 80, protocol: HTTP}\n  - {name: http, port: 81, protocol: HTTP}\n",
+    "9:12: Gateway default/x: spec.listeners[1].name: Duplicate value: \"http\""
+    ; "kubernetes gateway")]
+#[test_case("gateway.networking.k8s.io/v1", "GRPCRoute",
+    "spec:\n  parentRefs: [{name: gw}]\n  rules:\n  - matches: [{method: {service: helloworld.Greeter}}]\n    backendRefs: [{name: greeter, port: 50051}]\n",
+    "spec:\n  parentRefs: [{name: gw}]\n  rules:\n  - matches: [{method: {type: Exact}}]\n    backendRefs: [{name: greeter, port: 50051}]\n",
+    "8:16: GRPCRoute default/x: spec.rules[0].matches[0].method: One or both of 'service' or 'method' must be specified"
+    ; "grpc route")]
+#[test_case("gateway.networking.k8s.io/v1alpha2", "TLSRoute",
+    "spec:\n  parentRefs: [{name: gw}]\n  hostnames: [foo.example.com]\n  rules:\n  - backendRefs: [{name: foo, port: 443}]\n",
+    "spec:\n  parentRefs: [{name: gw}]\n  hostnames: [foo.example.com]\n  rules:\n  - backendRefs: [{name: foo}]\n",
+    "9:19: TLSRoute default/x: spec.rules[0].backendRefs[0].port: Must have port for Service reference"
+    ; "tls route")]
+#[test_case("gateway.networking.k8s.io/v1beta1", "ReferenceGrant",
+    "spec:\n  from: [{group: gateway.networking.k8s.io, kind: HTTPRoute, namespace: web}]\n  to: [{group: \"\", kind: Service}]\n",
+    "spec:\n  from: [{group: gateway.networking.k8s.io, kind: HTTPRoute, namespace: web}]\n",
+    "5:1: ReferenceGrant default/x: spec.to: Required value"
+    ; "reference grant")]
+#[test_case("v1", "Pod",
+    "spec:\n  containers:\n  - {name: app, image: docker.io/istio/examples-bookinfo-ratings-v1:1.20.3}\n",
+    "spec:\n  containers:\n  - {name: App_1, image: busybox}\n",
+    "7:12: Pod default/x: spec.containers[0].name: invalid container name \"App_1\""
+    ; "pod")]
+#[test_case("v1", "Endpoints",
+    "subsets:\n- addresses: [{ip: 10.0.0.1}]\n  ports: [{port: 9080, name: http}]\n",
+    "subsets:\n- addresses: [{ip: 10.0.0.1}]\n  prots: [{port: 9080}]\n",
+    "7:3: Endpoints default/x: subsets[0].prots: unknown field \"prots\", did you mean \"ports\"?"
+    ; "endpoints")]
+#[test_case("discovery.k8s.io/v1", "EndpointSlice",
+    "addressType: IPv4\nendpoints:\n- addresses: [10.0.0.1]\nports: [{port: 9080, name: http}]\n",
+    "addressType: IPv4\nendpoints:\n- adresses: [10.0.0.1]\n",
+    "7:3: EndpointSlice default/x: endpoints[0].adresses: unknown field \"adresses\", did you mean \"addresses\"?"
+    ; "endpoint slice")]
+#[test_case("v1", "ConfigMap",
+    "data:\n  mesh: |\n    defaultConfig: {}\n",
+    "data: [mesh]\n",
+    "5:7: ConfigMap default/x: data: must be of type object: \"array\""
+    ; "config map")]
+#[test_case("v1", "Secret",
+    "type: kubernetes.io/tls\nstringData:\n  tls.crt: cert\n  tls.key: key\n",
+    "stringdata:\n  tls.crt: cert\n",
+    "5:1: Secret default/x: stringdata: unknown field \"stringdata\", did you mean \"stringData\"?"
+    ; "secret")]
+#[test_case("v1", "ServiceAccount",
+    "automountServiceAccountToken: false\n",
+    "automountServiceAccountToken: sometimes\n",
+    "5:31: ServiceAccount default/x: automountServiceAccountToken: must be of type boolean: \"string\""
+    ; "service account")]
+#[test_case("networking.k8s.io/v1", "Ingress",
+    "spec:\n  rules:\n  - host: bookinfo.example.com\n    http:\n      paths:\n      - {path: /, pathType: Prefix, backend: {service: {name: productpage, port: {number: 9080}}}}\n",
+    "spec:\n  rule: []\n",
+    "6:3: Ingress default/x: spec.rule: unknown field \"rule\", did you mean \"rules\"?"
+    ; "ingress")]
+fn kinds_without_shared_test_data(
+    api_version: &str,
+    kind: &str,
+    valid: &str,
+    invalid: &str,
+    expected: &str,
+) {
+    let found = problems(&object(api_version, kind, valid));
+    assert!(found.is_empty(), "{kind}: {found:?}");
+    assert_eq!(problems(&object(api_version, kind, invalid)), [expected]);
+}
