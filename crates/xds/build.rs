@@ -25,6 +25,7 @@ const ROOTS: &[&str] = &[
     "envoy/extensions/access_loggers/stream/v3/stream.proto",
     "envoy/extensions/upstreams/http/v3/http_protocol_options.proto",
     "envoy/extensions/retry/host/previous_hosts/v3/previous_hosts.proto",
+    "envoy/extensions/network/dns_resolver/cares/v3/cares_dns_resolver.proto",
 ];
 
 /// The directories of `envoy-types`' `proto/` tree that hold import roots.

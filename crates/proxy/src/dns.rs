@@ -27,6 +27,8 @@ const MAX_MESSAGE: usize = 4096;
 #[derive(Debug, Default)]
 pub struct Names {
     by_host: HashMap<String, Vec<IpAddr>>,
+    /// The TTL of answers, when not Istio's 30 s.
+    ttl: Option<u32>,
 }
 
 impl Names {
@@ -39,7 +41,13 @@ impl Names {
                 by_host.insert(normalize(name), ips.clone());
             }
         }
-        Names { by_host }
+        Names { by_host, ttl: None }
+    }
+
+    /// The same names, answered with this TTL (seconds).
+    pub fn with_ttl(mut self, ttl: u32) -> Self {
+        self.ttl = Some(ttl);
+        self
     }
 
     /// The addresses of `name`, if the mesh knows it.
@@ -112,7 +120,8 @@ fn reply(query: &[u8], names: &Names, can_forward: bool) -> Reply {
             // A known name without an address of this type: an empty answer (NODATA).
             _ => continue,
         };
-        response.add_answer(Record::from_rdata(question.name().clone(), TTL, rdata));
+        let ttl = names.ttl.unwrap_or(TTL);
+        response.add_answer(Record::from_rdata(question.name().clone(), ttl, rdata));
     }
     encode(&response)
 }

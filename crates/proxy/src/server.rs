@@ -796,13 +796,17 @@ fn is_current(slot: &crate::upstream::ClusterSlot, cluster: &Arc<Cluster>) -> bo
 /// starts its periodic tasks, then puts it in its slot where routes find it.
 async fn activate(slot: Arc<crate::upstream::ClusterSlot>, cluster: Arc<Cluster>) {
     let name = cluster.name.clone();
+    let mut next_resolution = cluster.dns_refresh();
     if cluster.needs_dns() {
         // Warm: the first resolution happens before the cluster takes traffic.
-        if let Err(error) = tokio::time::timeout(Duration::from_secs(5), cluster.resolve())
+        match tokio::time::timeout(Duration::from_secs(5), cluster.resolve())
             .await
             .unwrap_or_else(|_| Err(ConfigError::invalid("DNS resolution timed out")))
         {
-            tracing::warn!(cluster = %name, %error, "initial DNS resolution failed");
+            Ok(next) => next_resolution = Some(next),
+            Err(error) => {
+                tracing::warn!(cluster = %name, %error, "initial DNS resolution failed");
+            }
         }
     }
     if let Some(check) = &cluster.health_check {
@@ -812,8 +816,8 @@ async fn activate(slot: Arc<crate::upstream::ClusterSlot>, cluster: Arc<Cluster>
     }
     // Stored first: the periodic tasks stop when the slot holds another cluster.
     slot.store(Some(cluster.clone()));
-    if cluster.needs_dns() {
-        spawn_dns_refresh(slot.clone(), cluster.clone());
+    if let Some(first) = next_resolution.filter(|_| cluster.needs_dns()) {
+        spawn_dns_refresh(slot.clone(), cluster.clone(), first);
     }
     if let Some(check) = cluster.health_check.clone() {
         spawn_health_checks(slot.clone(), cluster.clone(), check);
@@ -910,16 +914,22 @@ fn spawn_health_checks(
     });
 }
 
-/// Re-resolves a DNS cluster's names for as long as it is the one in its slot.
-fn spawn_dns_refresh(slot: Arc<crate::upstream::ClusterSlot>, cluster: Arc<Cluster>) {
+/// Re-resolves a DNS cluster's names for as long as it is the one in its slot, `first` after
+/// the first resolution and then when each resolution says.
+fn spawn_dns_refresh(
+    slot: Arc<crate::upstream::ClusterSlot>,
+    cluster: Arc<Cluster>,
+    first: Duration,
+) {
     let Some(refresh) = cluster.dns_refresh() else {
         return;
     };
     let weak = Arc::downgrade(&cluster);
     drop(cluster);
     tokio::spawn(async move {
+        let mut wait = first;
         loop {
-            tokio::time::sleep(refresh).await;
+            tokio::time::sleep(wait).await;
             let Some(cluster) = weak.upgrade() else {
                 return;
             };
@@ -929,9 +939,13 @@ fn spawn_dns_refresh(slot: Arc<crate::upstream::ClusterSlot>, cluster: Arc<Clust
             {
                 return;
             }
-            if let Err(error) = cluster.resolve().await {
-                tracing::debug!(cluster = %cluster.name, %error, "DNS refresh failed");
-            }
+            wait = match cluster.resolve().await {
+                Ok(next) => next,
+                Err(error) => {
+                    tracing::debug!(cluster = %cluster.name, %error, "DNS refresh failed");
+                    refresh
+                }
+            };
         }
     });
 }

@@ -37,11 +37,15 @@ pub const EXTENSIONS: &[&str] = &[
     HTTP_FAULT,
     FILTER_CONFIG,
     PREVIOUS_HOSTS_PREDICATE,
+    CARES_DNS_RESOLVER,
 ];
 
 /// `envoy.filters.network.http_connection_manager`.
 pub const HTTP_CONNECTION_MANAGER: &str =
     "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager";
+/// `envoy.network.dns_resolver.cares`: the name servers a DNS cluster asks.
+pub const CARES_DNS_RESOLVER: &str =
+    "envoy.extensions.network.dns_resolver.cares.v3.CaresDnsResolverConfig";
 /// `envoy.filters.network.tcp_proxy`.
 pub const TCP_PROXY: &str = "envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy";
 /// `envoy.filters.http.router`.
@@ -575,6 +579,7 @@ const MESSAGES: &[(&str, Fields)] = &[
             "dns_lookup_family",
             "dns_refresh_rate",
             "respect_dns_ttl",
+            "typed_dns_resolver_config",
             "metadata",
             "cleanup_interval",
             "circuit_breakers",
@@ -588,6 +593,14 @@ const MESSAGES: &[(&str, Fields)] = &[
             "max_requests_per_connection",
             "upstream_bind_config",
         ]),
+    ),
+    (
+        "envoy.config.core.v3.TypedExtensionConfig",
+        Fields::Only(&["name", "typed_config"]),
+    ),
+    (
+        "envoy.extensions.network.dns_resolver.cares.v3.CaresDnsResolverConfig",
+        Fields::Only(&["resolvers"]),
     ),
     (
         "envoy.config.core.v3.BindConfig",

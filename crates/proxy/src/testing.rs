@@ -90,9 +90,14 @@ impl Drop for TestUpstream {
 }
 
 impl TestUpstream {
-    /// Starts one.
+    /// Starts one on 127.0.0.1.
     pub async fn start(name: &str) -> std::io::Result<TestUpstream> {
-        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        Self::start_on(name, SocketAddr::from(([127, 0, 0, 1], 0))).await
+    }
+
+    /// Starts one on `address` (another loopback address, a given port).
+    pub async fn start_on(name: &str, address: SocketAddr) -> std::io::Result<TestUpstream> {
+        let listener = TcpListener::bind(address).await?;
         let address = listener.local_addr()?;
         let requests = Arc::new(AtomicU64::new(0));
         let connections = Arc::new(AtomicU64::new(0));

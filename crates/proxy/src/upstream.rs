@@ -6,6 +6,7 @@ pub mod health_check;
 pub mod lb;
 pub mod outlier;
 pub mod pool;
+mod resolve;
 pub mod xxhash;
 
 use std::collections::HashMap;
@@ -423,7 +424,10 @@ pub struct Cluster {
 struct DnsSettings {
     targets: Vec<(String, u16, u32, u32)>,
     refresh: Duration,
+    /// `respect_dns_ttl`: the next resolution comes when the answers expire.
+    respect_ttl: bool,
     family: cluster::DnsLookupFamily,
+    resolver: resolve::NameResolver,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -709,7 +713,9 @@ impl Cluster {
                         .map(config::duration)
                         .filter(|d| !d.is_zero())
                         .unwrap_or(Duration::from_secs(5)),
+                    respect_ttl: config.respect_dns_ttl,
                     family,
+                    resolver: resolve::NameResolver::for_cluster(&config, family)?,
                 });
             }
             ClusterKind::Eds | ClusterKind::OriginalDst => {}
@@ -762,7 +768,8 @@ impl Cluster {
         self.dns.is_some()
     }
 
-    /// How often names are re-resolved.
+    /// How often names are re-resolved (`dns_refresh_rate`), when the answers' TTLs do not
+    /// say otherwise.
     pub fn dns_refresh(&self) -> Option<Duration> {
         self.dns.as_ref().map(|d| d.refresh)
     }
@@ -775,18 +782,21 @@ impl Cluster {
         }
     }
 
-    /// Resolves a DNS cluster's names and updates its endpoints.
-    pub async fn resolve(&self) -> Result<(), ConfigError> {
-        let Some(dns) = &self.dns else { return Ok(()) };
+    /// Resolves a DNS cluster's names and updates its endpoints; returns when to resolve them
+    /// again (the shortest TTL with `respect_dns_ttl`, else `dns_refresh_rate`).
+    pub async fn resolve(&self) -> Result<Duration, ConfigError> {
+        let Some(dns) = &self.dns else {
+            return Ok(Duration::MAX);
+        };
         let mut resolved = Vec::new();
+        let mut next = dns.refresh;
+        let mut shortest_ttl: Option<Duration> = None;
         for (name, port, weight, priority) in &dns.targets {
-            let addresses: Vec<SocketAddr> = match name.parse::<IpAddr>() {
-                Ok(ip) => vec![SocketAddr::new(ip, *port)],
-                Err(_) => tokio::net::lookup_host((name.as_str(), *port))
-                    .await
-                    .map_err(|e| ConfigError::invalid(format!("resolving {name}: {e}")))?
-                    .collect(),
-            };
+            let answer = dns.resolver.resolve(name, *port).await?;
+            if let Some(ttl) = answer.ttl {
+                shortest_ttl = Some(shortest_ttl.map_or(ttl, |t| t.min(ttl)));
+            }
+            let addresses = answer.addresses;
             let mut addresses: Vec<SocketAddr> = match dns.family {
                 cluster::DnsLookupFamily::V4Only => {
                     addresses.into_iter().filter(SocketAddr::is_ipv4).collect()
@@ -842,7 +852,13 @@ impl Cluster {
             .collect();
         self.set_hosts(hosts);
         self.stats.update_success.inc();
-        Ok(())
+        // Envoy: a TTL of zero falls back to the refresh rate.
+        if dns.respect_ttl {
+            if let Some(ttl) = shortest_ttl.filter(|t| !t.is_zero()) {
+                next = ttl;
+            }
+        }
+        Ok(next)
     }
 
     /// Replaces the endpoints with those of a `ClusterLoadAssignment` (EDS).

@@ -432,6 +432,89 @@ async fn dns_clusters_resolve_names() {
     }
 }
 
+/// A name server on loopback answering `svc.test` with `address`, TTL 1 s.
+fn names(address: [u8; 4]) -> bosun_proxy::dns::Names {
+    let mut table = bosun_xds::istio::NameTable::default();
+    table.table.insert(
+        "svc.test".into(),
+        bosun_xds::istio::NameInfo {
+            ips: vec![std::net::Ipv4Addr::from(address).to_string()],
+            ..Default::default()
+        },
+    );
+    bosun_proxy::dns::Names::from_table(&table).with_ttl(1)
+}
+
+#[tokio::test]
+async fn dns_clusters_follow_record_ttls_from_their_own_name_servers() {
+    let a = TestUpstream::start_on("a", "127.0.0.2:0".parse().unwrap())
+        .await
+        .unwrap();
+    let port = a.address.port();
+    let b = TestUpstream::start_on("b", std::net::SocketAddr::from(([127, 0, 0, 3], port)))
+        .await
+        .unwrap();
+    let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let dns_port = socket.local_addr().unwrap().port();
+    let table = Arc::new(arc_swap::ArcSwap::from_pointee(names([127, 0, 0, 2])));
+    let server = tokio::spawn(bosun_proxy::dns::serve(socket, table.clone(), None));
+    // Both ask that server and re-resolve hourly; `ttl` re-resolves when answers expire.
+    let cluster = |name: &str, respect: bool| {
+        format!(
+            r#"
+  - name: {name}
+    type: STRICT_DNS
+    connect_timeout: 1s
+    dns_lookup_family: V4_ONLY
+    dns_refresh_rate: 3600s
+    respect_dns_ttl: {respect}
+    typed_dns_resolver_config:
+      name: envoy.network.dns_resolver.cares
+      typed_config:
+        "@type": type.googleapis.com/envoy.extensions.network.dns_resolver.cares.v3.CaresDnsResolverConfig
+        resolvers: [{{socket_address: {{address: 127.0.0.1, port_value: {dns_port}}}}}]
+    load_assignment:
+      cluster_name: {name}
+      endpoints:
+      - lb_endpoints:
+        - endpoint: {{address: {{socket_address: {{address: svc.test, port_value: {port}}}}}}}"#
+        )
+    };
+    let clusters = cluster("ttl", true) + &cluster("hourly", false);
+    let routes = r#"
+            virtual_hosts:
+            - name: all
+              domains: ["*"]
+              routes:
+              - {match: {prefix: "/hourly"}, route: {cluster: hourly}}
+              - {match: {prefix: "/"}, route: {cluster: ttl}}
+"#;
+    let proxy = start(&http_bootstrap(routes, "", &clusters)).await;
+    let upstream = |path: &'static str| {
+        let address = proxy.listener("http");
+        async move {
+            let answer = get(address, "svc", path).await.unwrap();
+            answer.header("x-upstream").map(str::to_owned)
+        }
+    };
+    assert_eq!(upstream("/").await.as_deref(), Some("a"));
+    assert_eq!(upstream("/hourly").await.as_deref(), Some("a"));
+
+    table.store(Arc::new(names([127, 0, 0, 3])));
+    let moved = bosun_proxy::testing::eventually(std::time::Duration::from_secs(10), || async {
+        upstream("/").await.filter(|u| u == "b")
+    })
+    .await;
+    assert_eq!(moved.as_deref(), Some("b"), "the TTL expired an hour early");
+    assert_eq!(
+        upstream("/hourly").await.as_deref(),
+        Some("a"),
+        "without respect_dns_ttl the refresh rate rules"
+    );
+    drop(b);
+    server.abort();
+}
+
 #[tokio::test]
 async fn ipv6_listeners_and_upstreams() {
     let listener = tokio::net::TcpListener::bind("[::1]:0").await;
