@@ -354,7 +354,7 @@ pub fn config_dump_json(resources: &ProxyResources) -> Result<Value, bosun_xds::
             .into_iter()
             .flat_map(|m| m.values())
         {
-            let json = bosun_xds::any_to_json(&resource.resource)?;
+            let json = bosun_xds::any_to_json(&resource.any())?;
             entries.push(match type_url {
                 LISTENER_TYPE => json!({
                     "name": resource.name,

@@ -87,12 +87,15 @@ pub const VIRTUAL_INBOUND_PORT: u16 = 15006;
 pub const HTTP_PROXY_ROUTE: &str = "http_proxy";
 
 /// One encoded resource with its version (a hash of its bytes).
+///
+/// It is kept as the encoding of its `google.protobuf.Any`: every state-of-the-world response
+/// that carries it shares these bytes instead of copying them.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct XdsResource {
     /// Its name.
     pub name: String,
-    /// The resource.
-    pub resource: Any,
+    /// The resource as an encoded `google.protobuf.Any`.
+    pub encoded_any: bytes::Bytes,
     /// Its version.
     pub version: String,
 }
@@ -107,11 +110,18 @@ impl XdsResource {
     pub fn encoded(name: impl Into<String>, type_url: String, value: Vec<u8>) -> Self {
         let mut hasher = std::hash::DefaultHasher::new();
         value.hash(&mut hasher);
+        let any = Any { type_url, value };
         XdsResource {
             name: name.into(),
-            resource: Any { type_url, value },
+            encoded_any: any.encode_to_vec().into(),
             version: format!("{:016x}", hasher.finish()),
         }
+    }
+
+    /// The resource as an `Any` (a copy, for delta responses and debug views).
+    pub fn any(&self) -> Any {
+        // Encoded from an `Any` above: decoding it back cannot fail.
+        Any::decode(self.encoded_any.clone()).unwrap_or_default()
     }
 }
 

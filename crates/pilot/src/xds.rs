@@ -4,6 +4,7 @@
 //! types — and, over delta, only the resources — that changed. ACKs and NACKs are recorded
 //! for `proxy-status`.
 
+mod service;
 mod status;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -12,17 +13,15 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use bosun_xds::pb::envoy::service::discovery::v3::aggregated_discovery_service_server::{
-    AggregatedDiscoveryService, AggregatedDiscoveryServiceServer,
-};
 use bosun_xds::pb::envoy::service::discovery::v3::{
-    DeltaDiscoveryRequest, DeltaDiscoveryResponse, DiscoveryRequest, DiscoveryResponse, Resource,
+    DeltaDiscoveryRequest, DeltaDiscoveryResponse, DiscoveryRequest, Resource,
 };
 use futures_util::Stream;
 use tokio::sync::{mpsc, watch};
 use tokio_stream::StreamExt;
 use tokio_stream::wrappers::ReceiverStream;
 
+pub use service::{AdsService, EncodedDiscoveryResponse};
 pub use status::{ConnectionStatus, SyncRegistry, SyncState, TypeStatus};
 
 use crate::context::PushContext;
@@ -51,10 +50,8 @@ impl AdsServer {
     }
 
     /// The tonic service.
-    pub fn into_service(self) -> AggregatedDiscoveryServiceServer<AdsServer> {
-        AggregatedDiscoveryServiceServer::new(self)
-            .max_decoding_message_size(64 * 1024 * 1024)
-            .max_encoding_message_size(256 * 1024 * 1024)
+    pub fn into_service(self) -> AdsService {
+        AdsService::new(self)
     }
 }
 
@@ -212,7 +209,7 @@ impl Connection {
 
     /// A state-of-the-world response of one type, or `None` when a push finds nothing new
     /// for the client.
-    fn sotw_response(&mut self, type_url: &str, scope: Sotw) -> Option<DiscoveryResponse> {
+    fn sotw_response(&mut self, type_url: &str, scope: Sotw) -> Option<EncodedDiscoveryResponse> {
         let resources = self.resources.clone();
         let current = resources.of_type(type_url)?;
         let state = self.types.get_mut(type_url)?;
@@ -240,12 +237,11 @@ impl Connection {
         let nonce = format!("{}-{}", self.id, self.nonce);
         state.version.clone_from(&version);
         state.nonce.clone_from(&nonce);
-        let response = DiscoveryResponse {
+        let response = EncodedDiscoveryResponse {
             version_info: version.clone(),
-            resources: carried.iter().map(|r| r.resource.clone()).collect(),
+            resources: carried.iter().map(|r| r.encoded_any.clone()).collect(),
             type_url: type_url.to_owned(),
             nonce: nonce.clone(),
-            ..Default::default()
         };
         self.registry.sent(self.id, type_url, &nonce, &version);
         Some(response)
@@ -264,7 +260,7 @@ impl Connection {
                 updated.push(Resource {
                     name: name.clone(),
                     version: resource.version.clone(),
-                    resource: Some(resource.resource.clone()),
+                    resource: Some(resource.any()),
                     ..Default::default()
                 });
                 state.held.insert(name.clone(), resource.version.clone());
@@ -300,7 +296,7 @@ impl Connection {
     fn on_sotw_request(
         &mut self,
         request: DiscoveryRequest,
-    ) -> Result<Option<DiscoveryResponse>, tonic::Status> {
+    ) -> Result<Option<EncodedDiscoveryResponse>, tonic::Status> {
         self.identify(request.node.as_ref())?;
         let type_url = request.type_url.as_str();
         if !served(type_url) {
@@ -390,7 +386,7 @@ impl Connection {
     /// The responses of a push, in order. A cluster that changed is warmed again by Envoy,
     /// which waits for its endpoints before it ACKs: they are sent again even when they did
     /// not change (xDS protocol, "eventual consistency considerations").
-    fn sotw_push(&mut self) -> Vec<DiscoveryResponse> {
+    fn sotw_push(&mut self) -> Vec<EncodedDiscoveryResponse> {
         let mut responses = Vec::new();
         let mut clusters_changed = false;
         for type_url in self.requested_types() {
@@ -444,15 +440,12 @@ impl Drop for Connection {
     }
 }
 
-#[tonic::async_trait]
-impl AggregatedDiscoveryService for AdsServer {
-    type StreamAggregatedResourcesStream = ResponseStream<DiscoveryResponse>;
-    type DeltaAggregatedResourcesStream = ResponseStream<DeltaDiscoveryResponse>;
-
+impl AdsServer {
+    /// A state-of-the-world ADS stream.
     async fn stream_aggregated_resources(
         &self,
         request: tonic::Request<tonic::Streaming<DiscoveryRequest>>,
-    ) -> Result<tonic::Response<Self::StreamAggregatedResourcesStream>, tonic::Status> {
+    ) -> Result<tonic::Response<ResponseStream<EncodedDiscoveryResponse>>, tonic::Status> {
         let mut requests = request.into_inner();
         let (sender, receiver) = mpsc::channel(16);
         let mut contexts = self.contexts.clone();
@@ -504,10 +497,11 @@ impl AggregatedDiscoveryService for AdsServer {
         ))))
     }
 
+    /// A delta ADS stream.
     async fn delta_aggregated_resources(
         &self,
         request: tonic::Request<tonic::Streaming<DeltaDiscoveryRequest>>,
-    ) -> Result<tonic::Response<Self::DeltaAggregatedResourcesStream>, tonic::Status> {
+    ) -> Result<tonic::Response<ResponseStream<DeltaDiscoveryResponse>>, tonic::Status> {
         let mut requests = request.into_inner();
         let (sender, receiver) = mpsc::channel(16);
         let mut contexts = self.contexts.clone();

@@ -310,7 +310,7 @@ fn bosun_proxy_accepts_every_generated_resource() {
             for resource in resources.of_type(type_url).unwrap().values() {
                 let full_name = type_url.rsplit_once('/').unwrap().1;
                 bosun_xds::check_binary(
-                    &resource.resource.value,
+                    &resource.any().value,
                     full_name,
                     bosun_proxy::support::support(),
                 )
