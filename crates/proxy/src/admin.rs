@@ -148,6 +148,7 @@ pub fn config_dump_value(proxy: &Proxy) -> Value {
 
     let mut static_clusters = Vec::new();
     let mut dynamic_clusters = Vec::new();
+    let mut warming_clusters = Vec::new();
     let mut static_endpoints = Vec::new();
     let mut dynamic_endpoints = Vec::new();
     for view in proxy.cluster_views() {
@@ -161,6 +162,9 @@ pub fn config_dump_value(proxy: &Proxy) -> Value {
             Origin::Static => {
                 static_clusters.push(json!({"cluster": cluster, "last_updated": updated}))
             }
+            Origin::Dynamic if view.warming => warming_clusters.push(json!({
+                "version_info": view.version, "cluster": cluster, "last_updated": updated,
+            })),
             Origin::Dynamic => dynamic_clusters.push(json!({
                 "version_info": view.version, "cluster": cluster, "last_updated": updated,
             })),
@@ -188,6 +192,7 @@ pub fn config_dump_value(proxy: &Proxy) -> Value {
         "version_info": proxy.version("cds"),
         "static_clusters": static_clusters,
         "dynamic_active_clusters": dynamic_clusters,
+        "dynamic_warming_clusters": warming_clusters,
     });
 
     let mut static_listeners = Vec::new();
@@ -295,7 +300,8 @@ async fn clusters(State(proxy): State<Arc<Proxy>>, Query(query): Query<FormatQue
         return json_response(json!({"cluster_statuses": statuses}));
     }
     let mut out = String::new();
-    for view in proxy.cluster_views() {
+    // Envoy lists the clusters that take traffic.
+    for view in proxy.cluster_views().into_iter().filter(|v| !v.warming) {
         let cluster = &view.cluster;
         let name = cluster.name.as_ref();
         let _ = writeln!(out, "{name}::observability_name::{name}");

@@ -670,18 +670,25 @@ impl Proxy {
             .collect()
     }
 
-    /// Clusters with where they came from and their version, for `/config_dump`.
+    /// Clusters with where they came from and their version, for `/config_dump`: the active
+    /// ones, then the warming ones.
     pub fn cluster_views(&self) -> Vec<ClusterView> {
         let state = lock(&self.state);
-        self.registry
-            .clusters()
-            .into_iter()
-            .filter_map(|cluster| {
+        let active = self.registry.clusters().into_iter().map(|c| (false, c));
+        let warming = state
+            .warming_clusters
+            .values()
+            .map(|c| (true, c.clone()))
+            .collect::<Vec<_>>();
+        active
+            .chain(warming)
+            .filter_map(|(warming, cluster)| {
                 let record = state.clusters.get(cluster.name.as_ref())?;
                 Some(ClusterView {
                     origin: record.origin,
                     version: record.version.clone(),
                     assignment: record.assignment.clone(),
+                    warming,
                     cluster,
                 })
             })
@@ -765,6 +772,8 @@ pub struct ClusterView {
     pub version: String,
     /// Its endpoints as last assigned, with their version.
     pub assignment: Option<(ClusterLoadAssignment, String, SystemTime)>,
+    /// Whether it still waits for its endpoints (takes no traffic yet).
+    pub warming: bool,
     /// The cluster.
     pub cluster: Arc<Cluster>,
 }

@@ -501,6 +501,23 @@ eds_cluster_config: {eds_config: {ads: {}, resource_api_version: V3, initial_fet
     );
     assert_eq!(warming(), 1, "the waiting one still warms");
     assert!(proxy.proxy.registry.find_cluster("waiting").is_none());
+    let dump = bosun_proxy::admin::config_dump_value(&proxy.proxy);
+    let clusters = dump["configs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["@type"] == "type.googleapis.com/envoy.admin.v3.ClustersConfigDump")
+        .unwrap();
+    let names = |section: &str| -> Vec<String> {
+        clusters[section]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["cluster"]["name"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(names("dynamic_warming_clusters"), ["waiting"]);
+    assert!(names("dynamic_active_clusters").contains(&"impatient".to_owned()));
 
     // Its endpoints arrive (it is subscribed to while it warms): it takes traffic.
     ads.set(
