@@ -134,8 +134,12 @@ async fn client(
         metadata: metadata.as_object().map(json_to_struct),
         ..Default::default()
     };
+    // Envoy's HTTP/2 defaults for the xDS cluster: 256 MiB stream and connection windows, so
+    // that a large response is not paced by flow control.
     let channel = tonic::transport::Endpoint::from_shared(xds)
         .unwrap()
+        .initial_stream_window_size(256 * 1024 * 1024)
+        .initial_connection_window_size(256 * 1024 * 1024)
         .connect()
         .await
         .unwrap();

@@ -2,7 +2,7 @@
 //! shared, immutable, by every connection. istiod's `PushContext`.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::hash::{Hash, Hasher};
+use std::hash::{BuildHasherDefault, Hash, Hasher};
 use std::sync::{Arc, Mutex};
 
 use bosun_api::networking::{
@@ -124,6 +124,8 @@ pub(crate) struct Carried {
     pub(crate) scopes: HashMap<String, Arc<OutboundScope>>,
     /// Clusters: services, DestinationRules, Sidecars, and the endpoints of DNS services.
     pub(crate) clusters: bool,
+    /// Endpoints: the clusters, and the endpoints of every service.
+    pub(crate) endpoints: bool,
     /// Outbound listeners: services, VirtualServices, DestinationRules, Sidecars.
     pub(crate) listeners: bool,
     /// Route tables: the same inputs as listeners.
@@ -132,7 +134,7 @@ pub(crate) struct Carried {
     pub(crate) name_tables: bool,
     /// The previous context's encoded virtual hosts, when services, DestinationRules and
     /// mesh settings are the same (a key names the rest of what a virtual host is made of).
-    pub(crate) virtual_hosts: HashMap<VirtualHostKey, Arc<[u8]>>,
+    pub(crate) virtual_hosts: VirtualHostCache,
 }
 
 /// Everything translation needs, at one store revision.
@@ -163,26 +165,62 @@ pub struct PushContext {
     pub(crate) load_assignments: Mutex<HashMap<String, Arc<XdsResource>>>,
     pub(crate) carried: Carried,
     /// Encoded virtual hosts of sidecar route tables, by what they are made of.
-    pub(crate) virtual_hosts: Mutex<HashMap<VirtualHostKey, Arc<[u8]>>>,
+    pub(crate) virtual_hosts: Mutex<VirtualHostCache>,
     fingerprints: Fingerprints,
 }
 
+/// Encoded virtual hosts by [`VirtualHostKey::fingerprint`]. Tens of thousands are looked up
+/// per push (every service, for every namespace's route table), so the key is a 64-bit
+/// fingerprint rather than its strings, as Istio keys its route cache by a hash.
+pub(crate) type VirtualHostCache = HashMap<u64, Arc<[u8]>, BuildHasherDefault<Prehashed>>;
+
 /// What a sidecar's virtual host for one service port is made of, besides the services and
 /// DestinationRules of the context (when those change, no virtual host is carried over).
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub(crate) struct VirtualHostKey {
+#[derive(Debug, Hash)]
+pub(crate) struct VirtualHostKey<'a> {
     /// The service.
-    pub(crate) service: crate::model::ServiceId,
+    pub(crate) service: &'a crate::model::ServiceId,
     /// The port.
     pub(crate) port: u16,
     /// The proxy's namespace (short names, visibility, `sourceNamespace`).
-    pub(crate) namespace: String,
+    pub(crate) namespace: &'a str,
     /// The proxy's labels, when some VirtualService matches on `sourceLabels`.
-    pub(crate) labels: Option<BTreeMap<String, String>>,
+    pub(crate) labels: Option<&'a BTreeMap<String, String>>,
     /// Whether only `host:port` domains are listed (the `http_proxy` table).
     pub(crate) port_qualified_only: bool,
     /// The fingerprint of the VirtualService that shapes it, if one does.
     pub(crate) virtual_service: Option<u64>,
+}
+
+impl VirtualHostKey<'_> {
+    /// The key as the cache holds it.
+    pub(crate) fn fingerprint(&self) -> u64 {
+        // Fixed keys: fingerprints are compared across push contexts.
+        let mut hasher = std::hash::DefaultHasher::new();
+        self.hash(&mut hasher);
+        hasher.finish()
+    }
+}
+
+/// The hasher of maps whose keys are already hashes.
+#[derive(Debug, Default)]
+pub(crate) struct Prehashed(u64);
+
+impl Hasher for Prehashed {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Only `u64` keys are hashed with it; anything else is folded in, never lost.
+        for byte in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(*byte);
+        }
+    }
+
+    fn write_u64(&mut self, value: u64) {
+        self.0 = value;
+    }
 }
 
 impl PushContext {
@@ -273,7 +311,7 @@ impl PushContext {
             scopes: Mutex::new(HashMap::new()),
             load_assignments: Mutex::new(HashMap::new()),
             carried: Carried::default(),
-            virtual_hosts: Mutex::new(HashMap::new()),
+            virtual_hosts: Mutex::new(VirtualHostCache::default()),
             fingerprints: Fingerprints::default(),
         }
         .with_fingerprints(snapshot)
@@ -309,13 +347,17 @@ impl PushContext {
         context.carried = Carried {
             scopes: lock(&previous.scopes).clone(),
             clusters: services && rules && sidecars && dns_endpoints_same,
+            endpoints: services
+                && rules
+                && sidecars
+                && Arc::ptr_eq(&previous.registry, &context.registry),
             listeners: routing,
             routes: routing,
             name_tables: services && sidecars,
             virtual_hosts: if services && rules {
                 lock(&previous.virtual_hosts).clone()
             } else {
-                HashMap::new()
+                VirtualHostCache::default()
             },
         };
         if services && rules {

@@ -434,13 +434,15 @@ fn build_outbound_scope(context: &PushContext, proxy: &ProxyNode, key: &str) -> 
             (intern(previous.map(|s| &s.clusters), list), Arc::new(eds))
         }
     };
-    let endpoints = intern(
-        previous.map(|s| &s.endpoints),
-        eds_clusters
-            .iter()
-            .filter_map(|name| endpoints::cached_load_assignment(context, name))
-            .collect(),
-    );
+    let endpoints = reuse(carried.endpoints, |s| &s.endpoints).unwrap_or_else(|| {
+        intern(
+            previous.map(|s| &s.endpoints),
+            eds_clusters
+                .iter()
+                .filter_map(|name| endpoints::cached_load_assignment(context, name))
+                .collect(),
+        )
+    });
     let mut scope = OutboundScope {
         clusters,
         eds_clusters,

@@ -130,15 +130,14 @@ fn encoded_virtual_host(
 ) -> Arc<[u8]> {
     let vs = mesh_virtual_service(context, scope.namespace, service);
     let key = VirtualHostKey {
-        service: service.id.clone(),
+        service: &service.id,
         port: scope.port,
-        namespace: scope.namespace.to_owned(),
-        labels: context
-            .has_source_label_matches
-            .then(|| scope.labels.clone()),
+        namespace: scope.namespace,
+        labels: context.has_source_label_matches.then_some(scope.labels),
         port_qualified_only,
         virtual_service: vs.map(|vs| vs.fingerprint),
-    };
+    }
+    .fingerprint();
     if let Some(found) = lock(&context.virtual_hosts).get(&key) {
         return found.clone();
     }
