@@ -1041,7 +1041,9 @@ impl Cluster {
     ) -> Result<Response<Body>, UpstreamError> {
         let limits = self.breakers.thresholds(priority);
         let pool = host.pools.get(priority);
-        if !pool.claim(h2, &limits.pools) {
+        // Pools are counted only under a `max_connection_pools` (or its gauge): no lock
+        // per request otherwise.
+        if limits.pools.is_counted() && !pool.claim(h2, &limits.pools) {
             self.stats.upstream_cx_pool_overflow.inc();
             return Err(UpstreamError::PoolOverflow);
         }

@@ -48,6 +48,12 @@ impl Resource {
         self.max
     }
 
+    /// Whether units need counting at all: a limit below Envoy's "unlimited" (`u32::MAX`),
+    /// or a `remaining_*` gauge to keep.
+    pub fn is_counted(&self) -> bool {
+        self.max < u64::from(u32::MAX) || self.remaining.is_some()
+    }
+
     /// Takes a unit if one is free.
     pub fn try_acquire(self: &Arc<Self>) -> Option<ResourceGuard> {
         let mut current = self.current.load(Ordering::Relaxed);
@@ -283,5 +289,8 @@ mod tests {
                 .get(),
             0
         );
+        // Unlimited pools are not counted; a limit or a tracked remainder is.
+        assert!(!t.pools.is_counted());
+        assert!(t.connections.is_counted());
     }
 }
