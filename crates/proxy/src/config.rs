@@ -101,3 +101,25 @@ pub fn data_source(
         None => Ok(bytes::Bytes::new()),
     }
 }
+
+/// The IP address and port of an Envoy `SocketAddress` (`what` names it in errors); a port left
+/// unset is `default_port`.
+pub fn ip_socket_address(
+    socket: &bosun_xds::pb::envoy::config::core::v3::SocketAddress,
+    what: &str,
+    default_port: u16,
+) -> Result<std::net::SocketAddr, ConfigError> {
+    use bosun_xds::pb::envoy::config::core::v3::socket_address::PortSpecifier;
+    let ip: std::net::IpAddr = socket.address.parse().map_err(|_| {
+        ConfigError::invalid(format!("{what} {:?} is not an IP address", socket.address))
+    })?;
+    let port = match socket.port_specifier {
+        Some(PortSpecifier::PortValue(p)) => u16::try_from(p)
+            .map_err(|_| ConfigError::invalid(format!("{what} port {p} out of range")))?,
+        None => default_port,
+        Some(PortSpecifier::NamedPort(_)) => {
+            return Err(ConfigError::unsupported(format!("{what} named ports")));
+        }
+    };
+    Ok(std::net::SocketAddr::new(ip, port))
+}

@@ -1319,23 +1319,7 @@ impl Cluster {
 fn bind_address(
     source: &bosun_xds::pb::envoy::config::core::v3::SocketAddress,
 ) -> Result<SocketAddr, ConfigError> {
-    use bosun_xds::pb::envoy::config::core::v3::socket_address::PortSpecifier;
-    let ip: std::net::IpAddr = source.address.parse().map_err(|_| {
-        ConfigError::invalid(format!(
-            "upstream_bind_config.source_address {:?} is not an IP address",
-            source.address
-        ))
-    })?;
-    let port = match source.port_specifier {
-        Some(PortSpecifier::PortValue(p)) => u16::try_from(p).map_err(|_| {
-            ConfigError::invalid(format!("upstream_bind_config port {p} out of range"))
-        })?,
-        None => 0,
-        Some(PortSpecifier::NamedPort(_)) => {
-            return Err(ConfigError::unsupported("upstream_bind_config named ports"));
-        }
-    };
-    Ok(SocketAddr::new(ip, port))
+    config::ip_socket_address(source, "upstream_bind_config.source_address", 0)
 }
 
 fn connection_close(headers: &http::HeaderMap) -> bool {

@@ -10,7 +10,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use bosun_xds::pb::envoy::config::cluster::v3::{Cluster as ClusterProto, cluster};
-use bosun_xds::pb::envoy::config::core::v3::{address, socket_address};
+use bosun_xds::pb::envoy::config::core::v3::address;
 use bosun_xds::pb::envoy::extensions::network::dns_resolver::cares::v3::CaresDnsResolverConfig;
 use hickory_resolver::TokioResolver;
 use hickory_resolver::config::{
@@ -122,38 +122,31 @@ fn name_servers(config: &ClusterProto) -> Result<Vec<SocketAddr>, ConfigError> {
     let Some(typed) = &config.typed_dns_resolver_config else {
         return Ok(Vec::new());
     };
-    let Some(any) = &typed.typed_config else {
-        return Err(ConfigError::invalid(
-            "typed_dns_resolver_config needs a typed_config",
-        ));
-    };
-    if !any.type_url.ends_with(CARES_DNS_RESOLVER) {
+    if typed
+        .typed_config
+        .as_ref()
+        .is_some_and(|any| crate::config::type_name(any) != CARES_DNS_RESOLVER)
+    {
         return Err(ConfigError::unsupported(format!(
             "DNS resolver {:?}",
-            any.type_url
+            typed.name
         )));
     }
-    let cares: CaresDnsResolverConfig = prost::Message::decode(any.value.as_slice())
-        .map_err(|e| ConfigError::invalid(format!("decoding {CARES_DNS_RESOLVER}: {e}")))?;
-    let mut servers = Vec::new();
-    for resolver in &cares.resolvers {
-        let Some(address::Address::SocketAddress(socket)) = &resolver.address else {
-            return Err(ConfigError::unsupported(
+    let cares: CaresDnsResolverConfig =
+        crate::config::typed_config(typed.typed_config.as_ref(), "typed_dns_resolver_config")?
+            .ok_or_else(|| {
+                ConfigError::invalid("typed_dns_resolver_config needs a typed_config")
+            })?;
+    cares
+        .resolvers
+        .iter()
+        .map(|resolver| match &resolver.address {
+            Some(address::Address::SocketAddress(socket)) => {
+                crate::config::ip_socket_address(socket, "DNS resolver", 53)
+            }
+            _ => Err(ConfigError::unsupported(
                 "DNS resolvers other than socket addresses",
-            ));
-        };
-        let ip: IpAddr = socket.address.parse().map_err(|_| {
-            ConfigError::invalid(format!(
-                "DNS resolver address {:?} is not an IP address",
-                socket.address
-            ))
-        })?;
-        let port = match socket.port_specifier {
-            Some(socket_address::PortSpecifier::PortValue(port)) => u16::try_from(port)
-                .map_err(|_| ConfigError::invalid(format!("DNS resolver port {port}")))?,
-            _ => 53,
-        };
-        servers.push(SocketAddr::new(ip, port));
-    }
-    Ok(servers)
+            )),
+        })
+        .collect()
 }
