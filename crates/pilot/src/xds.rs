@@ -441,12 +441,11 @@ impl Drop for Connection {
 }
 
 impl AdsServer {
-    /// A state-of-the-world ADS stream.
-    async fn stream_aggregated_resources(
+    /// A state-of-the-world ADS stream: the responses to `requests` and to every push.
+    fn stream_aggregated_resources(
         &self,
-        request: tonic::Request<tonic::Streaming<DiscoveryRequest>>,
-    ) -> Result<tonic::Response<ResponseStream<EncodedDiscoveryResponse>>, tonic::Status> {
-        let mut requests = request.into_inner();
+        mut requests: tonic::Streaming<DiscoveryRequest>,
+    ) -> mpsc::Receiver<Result<EncodedDiscoveryResponse, tonic::Status>> {
         let (sender, receiver) = mpsc::channel(16);
         let mut contexts = self.contexts.clone();
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
@@ -492,9 +491,7 @@ impl AdsServer {
                 }
             }
         });
-        Ok(tonic::Response::new(Box::pin(ReceiverStream::new(
-            receiver,
-        ))))
+        receiver
     }
 
     /// A delta ADS stream.
