@@ -113,15 +113,8 @@ where
     B: Body + Send + 'static,
     B::Error: Into<StdError> + Send + 'static,
 {
-    // Nothing here compresses or decompresses (tonic is built without compression).
-    if let Some(encoding) = request.headers().get("grpc-encoding") {
-        if encoding != "identity" {
-            return Status::unimplemented(format!(
-                "grpc-encoding {} is not supported",
-                String::from_utf8_lossy(encoding.as_bytes())
-            ))
-            .into_http();
-        }
+    if let Some(refusal) = unsupported_encoding(request.headers()) {
+        return refusal.into_http();
     }
     let mut codec = ProstCodec::<EncodedDiscoveryResponse, DiscoveryRequest>::default();
     let requests = Streaming::new_request(
@@ -137,6 +130,18 @@ where
         http::HeaderValue::from_static("application/grpc"),
     );
     response
+}
+
+/// Why a request compressed with `grpc-encoding` is refused: nothing here compresses or
+/// decompresses (tonic is built without compression), as tonic's own server would answer.
+fn unsupported_encoding(headers: &http::HeaderMap) -> Option<Status> {
+    let encoding = headers.get("grpc-encoding")?;
+    (encoding != "identity").then(|| {
+        Status::unimplemented(format!(
+            "grpc-encoding {} is not supported",
+            String::from_utf8_lossy(encoding.as_bytes())
+        ))
+    })
 }
 
 /// The response body of a state-of-the-world stream: each response as gRPC frames it, in
@@ -347,5 +352,17 @@ mod tests {
         let chunks = grpc_chunks(&EncodedDiscoveryResponse::default()).unwrap();
         let wire: Vec<u8> = chunks.iter().flat_map(|c| c.iter().copied()).collect();
         assert_eq!(wire, [0, 0, 0, 0, 0]);
+    }
+
+    #[test]
+    fn a_compressed_stream_is_refused_with_unimplemented() {
+        let mut headers = http::HeaderMap::new();
+        assert!(unsupported_encoding(&headers).is_none());
+        headers.insert("grpc-encoding", http::HeaderValue::from_static("identity"));
+        assert!(unsupported_encoding(&headers).is_none());
+        headers.insert("grpc-encoding", http::HeaderValue::from_static("gzip"));
+        let refusal = unsupported_encoding(&headers).unwrap();
+        assert_eq!(refusal.code(), tonic::Code::Unimplemented);
+        assert!(refusal.message().contains("gzip"));
     }
 }
