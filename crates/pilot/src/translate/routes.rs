@@ -111,10 +111,12 @@ pub(super) fn sidecar_route_tables(
             );
         }
         virtual_hosts.push(catch_all_host(allow_any).encode_to_vec().into());
-        tables.push(route_table(&port.to_string(), &virtual_hosts));
+        tables.push(route_table(&port.to_string(), &virtual_hosts, true));
     }
     if let Capture::None { .. } = proxy.capture {
-        tables.push(route_table(HTTP_PROXY_ROUTE, &proxy_hosts));
+        // One table for every port: here the port in the authority is what tells services
+        // on different ports apart.
+        tables.push(route_table(HTTP_PROXY_ROUTE, &proxy_hosts, false));
     }
     tables
 }
@@ -154,11 +156,16 @@ fn encoded_virtual_host(
 /// A route table of encoded virtual hosts. Encoding a message and appending its repeated
 /// field's elements already encoded is the same protobuf as encoding it whole (fields may
 /// come in any order), and saves re-encoding a thousand unchanged virtual hosts.
-fn route_table(name: &str, virtual_hosts: &[Arc<[u8]>]) -> Arc<XdsResource> {
+///
+/// A table of one port ignores the port of the authority when it picks a virtual host, as
+/// Istio's sidecar tables have since 1.16: its domains need no `host:port` twins, which
+/// halves them (a mesh-wide change sends every sidecar its whole table).
+fn route_table(name: &str, virtual_hosts: &[Arc<[u8]>], ignore_port: bool) -> Arc<XdsResource> {
     const VIRTUAL_HOSTS_FIELD: u32 = 2;
     let table = RouteConfiguration {
         name: name.to_owned(),
         validate_clusters: Some(BoolValue { value: false }),
+        ignore_port_in_host_matching: ignore_port,
         ..Default::default()
     };
     let mut bytes = table.encode_to_vec();
@@ -247,13 +254,19 @@ fn service_virtual_host(
     if let Some(vip) = service.vip {
         names.push(vip.to_string());
     }
-    let mut domains = Vec::new();
-    for name in &names {
-        if !port_qualified_only || port == 80 {
-            domains.push(name.clone());
+    let domains = if port_qualified_only {
+        let mut domains = Vec::new();
+        for name in &names {
+            if port == 80 {
+                domains.push(name.clone());
+            }
+            domains.push(format!("{name}:{port}"));
         }
-        domains.push(format!("{name}:{port}"));
-    }
+        domains
+    } else {
+        // The table ignores the authority's port (`route_table`).
+        names
+    };
     let routes = match vs {
         Some(vs) => translate_routes(context, scope, vs, &service.id.hostname),
         None => vec![default_route(
