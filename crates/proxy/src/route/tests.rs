@@ -79,6 +79,24 @@ fn virtual_hosts_are_chosen_as_envoy_chooses() {
 }
 
 #[test]
+fn ignore_port_in_host_matching_drops_any_port_of_the_authority() {
+    let hosts = "virtual_hosts: [{name: reviews, domains: [reviews, '10.0.0.7'], routes: [{name: r, match: {prefix: /}, direct_response: {status: 200}}]}]";
+    let ignoring = table(&format!(
+        "name: '9080'\nignore_port_in_host_matching: true\n{hosts}"
+    ));
+    let headers = HeaderMap::new();
+    for authority in ["reviews", "reviews:9080", "reviews:1234", "10.0.0.7:9080"] {
+        assert!(
+            routed(&ignoring, authority, "/", &headers).is_some(),
+            "{authority} should match with the port ignored"
+        );
+    }
+    let exact = table(&format!("name: '9080'\n{hosts}"));
+    assert_eq!(routed(&exact, "reviews:9080", "/", &headers), None);
+    assert!(routed(&exact, "reviews", "/", &headers).is_some());
+}
+
+#[test]
 fn duplicate_domains_are_refused() {
     let config: pb::RouteConfiguration = bosun_xds::from_yaml(
         "virtual_hosts: [{name: a, domains: [x]}, {name: b, domains: [x]}]",
