@@ -142,7 +142,8 @@ def bootstrap(listen_port, backend_port, admin_port, case):
 
 def start_proxy(kind, config_path, listen_port):
     if kind == "bosun":
-        cmd = [os.path.join(ROOT, "target/release/bosun"), "proxy", "-c", config_path,
+        # The data-plane binary (`bosun proxy` runs the same code inside the one CLI binary).
+        cmd = [os.path.join(ROOT, "target/release/bosun-proxy"), "-c", config_path,
                "--concurrency", "1", "-l", "error"]
     else:
         cmd = [envoy_binary(), "-c", config_path, "--concurrency", "1", "-l", "error",

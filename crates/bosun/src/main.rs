@@ -1,6 +1,8 @@
-//! `bosun`: the one binary of the Bosun service mesh.
+//! `bosun`: the command-line binary of the Bosun service mesh (its proxy alone is also built as
+//! `bosun-proxy`).
 
 mod cmd;
+mod errors;
 mod logging;
 mod signals;
 
@@ -73,25 +75,5 @@ fn main() -> ExitCode {
         Command::ProxyStatus(args) => cmd::proxy_status::status(args),
         Command::ProxyConfig(args) => cmd::proxy_status::config(args),
     };
-    match result {
-        Ok(code) => code,
-        Err(error) => {
-            eprintln!("error: {}", describe(&error));
-            ExitCode::from(2)
-        }
-    }
-}
-
-/// The error and its causes, each cause once: many errors already name their source in their
-/// own message (`reading {path}: {source}`), and printing the chain as is would repeat it.
-fn describe(error: &anyhow::Error) -> String {
-    let mut text = error.to_string();
-    for cause in error.chain().skip(1) {
-        let cause = cause.to_string();
-        if !text.contains(&cause) {
-            text.push_str(": ");
-            text.push_str(&cause);
-        }
-    }
-    text
+    errors::exit_code(result)
 }

@@ -76,14 +76,19 @@ pub fn load(path: Option<&Path>, inline: Option<&str>) -> Result<Bootstrap, Boot
                 path: path.display().to_string(),
                 source,
             })?;
-            Some(
-                bosun_xds::from_yaml::<Bootstrap>(&text, BOOTSTRAP, support::support()).map_err(
-                    |source| BootstrapError::Config {
-                        origin: path.display().to_string(),
-                        source,
-                    },
-                )?,
-            )
+            // As Envoy: a `.json` file is JSON; anything else is read as YAML (JSON included).
+            let is_json = path
+                .extension()
+                .is_some_and(|e| e.eq_ignore_ascii_case("json"));
+            let parsed = if is_json {
+                bosun_xds::from_json_str::<Bootstrap>(&text, BOOTSTRAP, support::support())
+            } else {
+                bosun_xds::from_yaml::<Bootstrap>(&text, BOOTSTRAP, support::support())
+            };
+            Some(parsed.map_err(|source| BootstrapError::Config {
+                origin: path.display().to_string(),
+                source,
+            })?)
         }
         None => None,
     };

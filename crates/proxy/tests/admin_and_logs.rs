@@ -236,6 +236,42 @@ static_resources:
     );
 }
 
+#[test]
+fn json_and_yaml_files_load_alike_and_name_the_file_in_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = "node: {id: n}\nstatic_resources: {clusters: [{name: a, type: STATIC, connect_timeout: 1s}]}\n";
+    let json = r#"{"node": {"id": "n"}, "static_resources": {"clusters": [{"name": "a", "type": "STATIC", "connect_timeout": "1s"}]}}"#;
+    let yaml_path = dir.path().join("bootstrap.yaml");
+    let json_path = dir.path().join("envoy-rev.json");
+    std::fs::write(&yaml_path, yaml).unwrap();
+    std::fs::write(&json_path, json).unwrap();
+    let from_yaml = bosun_proxy::bootstrap::load(Some(&yaml_path), None).unwrap();
+    let from_json = bosun_proxy::bootstrap::load(Some(&json_path), None).unwrap();
+    assert_eq!(from_yaml, from_json);
+
+    // A `.json` file is JSON, as in Envoy: YAML in it is an error naming the file and line.
+    std::fs::write(&json_path, yaml).unwrap();
+    let error = bosun_proxy::bootstrap::load(Some(&json_path), None)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.starts_with(&format!("{}: 1:", json_path.display())),
+        "{error}"
+    );
+    std::fs::write(
+        &json_path,
+        json.replace("connect_timeout", "conect_timeout"),
+    )
+    .unwrap();
+    let error = bosun_proxy::bootstrap::load(Some(&json_path), None)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("static_resources.clusters[0]") && error.contains("conect_timeout"),
+        "{error}"
+    );
+}
+
 #[tokio::test]
 async fn semantic_mistakes_are_refused_at_start() {
     let yaml = http_bootstrap(

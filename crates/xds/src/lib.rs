@@ -16,7 +16,8 @@ pub use envoy_types::pb;
 
 pub use descriptors::PoolGuard;
 pub use json::{
-    ConfigError, any_to_json, check_binary, decode_any, from_json_value, from_yaml, to_json,
+    ConfigError, any_to_json, check_binary, decode_any, from_json_str, from_json_value, from_yaml,
+    to_json,
 };
 pub use support::{Support, SupportError};
 pub use type_url::TypeUrl;

@@ -179,3 +179,54 @@ fn json_values_read_the_same() {
         from_json_value(&value, "envoy.config.bootstrap.v3.Bootstrap", &support()).unwrap();
     assert_eq!(bootstrap.node.unwrap().id, "x");
 }
+
+/// [`BOOTSTRAP`] as JSON, one field per line.
+fn bootstrap_json() -> String {
+    let value: serde_json::Value = serde_saphyr::from_str(BOOTSTRAP).unwrap();
+    serde_json::to_string_pretty(&value).unwrap()
+}
+
+#[test]
+fn json_text_reads_as_its_yaml_does() {
+    let text = bootstrap_json();
+    let from_json: Bootstrap =
+        from_json_str(&text, "envoy.config.bootstrap.v3.Bootstrap", &support()).unwrap();
+    let from_yaml: Bootstrap =
+        from_yaml(BOOTSTRAP, "envoy.config.bootstrap.v3.Bootstrap", &support()).unwrap();
+    assert_eq!(from_json, from_yaml);
+}
+
+#[test]
+fn json_errors_name_their_path_and_line() {
+    let text = bootstrap_json().replace("connect_timeout", "connect_timout");
+    let line = text
+        .lines()
+        .position(|l| l.contains("connect_timout"))
+        .unwrap()
+        + 1;
+    let error =
+        from_json_str::<Bootstrap>(&text, "envoy.config.bootstrap.v3.Bootstrap", &support())
+            .unwrap_err();
+    let message = error.to_string();
+    assert!(
+        message.starts_with(&format!("{line}:")),
+        "line {line}: {message}"
+    );
+    assert!(
+        message.contains("static_resources.clusters[0]"),
+        "{message}"
+    );
+    assert!(message.contains("connect_timout"), "{message}");
+    assert!(!message.contains("at line"), "{message}");
+}
+
+#[test]
+fn json_text_must_end_where_its_value_does() {
+    let error = from_json_str::<Bootstrap>(
+        "{\"node\": {\"id\": \"x\"}} {}",
+        "envoy.config.bootstrap.v3.Bootstrap",
+        &support(),
+    )
+    .unwrap_err();
+    assert!(error.to_string().contains("trailing"), "{error}");
+}
