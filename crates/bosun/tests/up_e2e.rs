@@ -723,6 +723,24 @@ async fn lifecycle(capture: Capture) {
         .unwrap();
     assert!(pod["restarts"].as_u64().unwrap() >= 1, "{pod}");
 
+    // Sidecars and the gateway run as `bosun-proxy`, built beside `bosun` (in namespaces a
+    // link to it that the proxy's uid can reach).
+    let proxies: Vec<String> = mesh
+        .pods()
+        .iter()
+        .flat_map(|p| p["containers"].as_array().cloned().unwrap_or_default())
+        .filter(|c| c["name"] == "istio-proxy")
+        .filter_map(|c| c["pid"].as_u64())
+        .map(|pid| {
+            std::fs::read_link(format!("/proc/{pid}/exe"))
+                .map(|exe| exe.display().to_string())
+                .unwrap_or_default()
+        })
+        .collect();
+    assert!(
+        !proxies.is_empty() && proxies.iter().all(|exe| exe.contains("bosun-proxy")),
+        "{proxies:?}"
+    );
     // Every process the mesh started, and its namespaces, are gone after Ctrl-C.
     let mut pids: Vec<u32> = mesh
         .pods()

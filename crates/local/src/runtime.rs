@@ -59,8 +59,11 @@ pub struct UpOptions {
     pub sources: Vec<Source>,
     /// Where state lives: the config store, logs.
     pub state_dir: PathBuf,
-    /// The `bosun` executable (sidecars and sample apps are its subcommands).
+    /// The `bosun` executable (sample apps are its subcommands, and so are proxies without
+    /// [`UpOptions::proxy`]).
     pub bosun: PathBuf,
+    /// The `bosun-proxy` executable sidecars and the gateway run as; `None`: `bosun proxy`.
+    pub proxy: Option<PathBuf>,
     /// How traffic is captured.
     pub capture: CaptureMode,
     /// Where the ingress gateway serves HTTP (its Service maps port 80 there).
@@ -93,6 +96,7 @@ impl UpOptions {
             sources,
             state_dir,
             bosun,
+            proxy: None,
             capture,
             gateway: SocketAddr::from(([127, 0, 0, 1], 8080)),
             gateway_admin: SocketAddr::from(([127, 0, 0, 1], ADMIN_PORT)),
@@ -667,8 +671,11 @@ fn proxy_unit(
     } else {
         SocketAddr::from((pod.ip, ADMIN_PORT))
     };
-    let mut args = vec![
-        "proxy".to_owned(),
+    let (program, mut args) = match &options.proxy {
+        Some(proxy) => (proxy.clone(), Vec::new()),
+        None => (options.bosun.clone(), vec!["proxy".to_owned()]),
+    };
+    args.extend([
         if is_gateway { "router" } else { "sidecar" }.to_owned(),
         "--pilot".to_owned(),
         xds.to_string(),
@@ -682,7 +689,7 @@ fn proxy_unit(
         pod.service_account.clone(),
         "--admin-address".to_owned(),
         admin.to_string(),
-    ];
+    ]);
     if namespace.is_some() {
         args.extend([
             "--capture".to_owned(),
@@ -702,7 +709,7 @@ fn proxy_unit(
         args.push("--label".to_owned());
         args.push(format!("{key}={value}"));
     }
-    let (program, args) = in_pod(namespace, true, options.bosun.clone(), args);
+    let (program, args) = in_pod(namespace, true, program, args);
     UnitSpec {
         name: format!("{}/{SIDECAR}", pod.name),
         program,

@@ -195,22 +195,50 @@ fn capture_mode(flag: CaptureFlag) -> anyhow::Result<CaptureMode> {
     })
 }
 
-/// The executable sidecars and apps run as. In namespaces the sidecar runs as the proxy's
-/// uid, which must be able to reach it: when this one is in a private directory (such as
-/// root's home), a copy in /run/bosun is used.
-fn executable(capture: CaptureMode) -> anyhow::Result<PathBuf> {
+/// The executables apps and sidecars run as: `bosun`, and `bosun-proxy` when it was built
+/// beside it (a proxy process then maps only the data plane). In namespaces the sidecar runs as
+/// the proxy's uid, which must be able to reach it: when these are in a private directory (such
+/// as root's home), copies in /run/bosun are used.
+fn executables(capture: CaptureMode) -> anyhow::Result<(PathBuf, Option<PathBuf>)> {
     let exe = std::env::current_exe().context("finding the bosun executable")?;
-    if capture == CaptureMode::Loopback || reachable_by_others(&exe) {
+    let proxy = exe.with_file_name("bosun-proxy");
+    let proxy = proxy.is_file().then_some(proxy);
+    if capture == CaptureMode::Loopback {
+        return Ok((exe, proxy));
+    }
+    let bosun = reachable_copy(exe)?;
+    let proxy = proxy.map(reachable_copy).transpose()?;
+    Ok((bosun, proxy))
+}
+
+/// `exe`, or a hard link to it (a copy across file systems) in /run/bosun when other users
+/// cannot reach it. A link takes no space: a debug build is hundreds of megabytes, and the
+/// mesh keeps running from it after `bosun up -d` returns.
+fn reachable_copy(exe: PathBuf) -> anyhow::Result<PathBuf> {
+    use std::os::unix::fs::PermissionsExt as _;
+    if reachable_by_others(&exe) {
         return Ok(exe);
     }
     let dir = Path::new("/run/bosun");
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let copy = dir.join(format!("bosun-{}", std::process::id()));
-    std::fs::copy(&exe, &copy).with_context(|| format!("copying bosun to {}", copy.display()))?;
-    use std::os::unix::fs::PermissionsExt as _;
-    for (path, mode) in [(dir, 0o755), (copy.as_path(), 0o755)] {
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
-            .with_context(|| format!("making {} readable", path.display()))?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755))
+        .with_context(|| format!("making {} readable", dir.display()))?;
+    let name = exe
+        .file_name()
+        .map_or("bosun".into(), |n| n.to_string_lossy());
+    let copy = dir.join(format!("{name}-{}", std::process::id()));
+    let _ = std::fs::remove_file(&copy);
+    if std::fs::hard_link(&exe, &copy).is_err() {
+        std::fs::copy(&exe, &copy)
+            .with_context(|| format!("copying {} to {}", exe.display(), copy.display()))?;
+    }
+    let mode = std::fs::metadata(&copy)
+        .with_context(|| format!("reading {}", copy.display()))?
+        .permissions()
+        .mode();
+    if mode & 0o005 != 0o005 {
+        std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(mode | 0o755))
+            .with_context(|| format!("making {} readable", copy.display()))?;
     }
     Ok(copy)
 }
@@ -228,7 +256,9 @@ fn reachable_by_others(path: &Path) -> bool {
 
 fn options(sources: Vec<Source>, run: &RunArgs, dir: &Path) -> anyhow::Result<UpOptions> {
     let capture = capture_mode(run.capture)?;
-    let mut options = UpOptions::new(sources, dir.to_owned(), executable(capture)?, capture);
+    let (bosun, proxy) = executables(capture)?;
+    let mut options = UpOptions::new(sources, dir.to_owned(), bosun, capture);
+    options.proxy = proxy;
     let address = IpAddr::V4(run.address);
     options.gateway = match run.port {
         Some(port) => SocketAddr::new(address, port),
