@@ -62,11 +62,11 @@ pub fn from_yaml<M: Message + Default>(
         Ok(message) => message,
         Err(error) => {
             let location = error.location().map(|l| (l.line(), l.column()));
-            return Err(ConfigError::Invalid {
+            return Err(invalid(
                 location,
-                path: render_path(&track.path()),
-                message: first_line(&error.without_snippet().to_string()),
-            });
+                track,
+                &error.without_snippet().to_string(),
+            ));
         }
     };
     finish(dynamic, full_name, support)
@@ -86,10 +86,9 @@ pub fn from_json_str<M: Message + Default>(
     let de = serde_path_to_error::Deserializer::new(&mut json, &mut track);
     let dynamic = DynamicMessage::deserialize_with_options(desc, de, &options())
         .and_then(|message| json.end().map(|()| message))
-        .map_err(|error| ConfigError::Invalid {
-            location: (error.line() > 0).then(|| (error.line() as u64, error.column() as u64)),
-            path: render_path(&track.path()),
-            message: first_line(&error.to_string()),
+        .map_err(|error| {
+            let location = (error.line() > 0).then(|| (error.line() as u64, error.column() as u64));
+            invalid(location, track, &error.to_string())
         })?;
     finish(dynamic, full_name, support)
 }
@@ -103,14 +102,8 @@ pub fn from_json_value<M: Message + Default>(
     let desc = descriptor(full_name)?;
     let mut track = serde_path_to_error::Track::new();
     let de = serde_path_to_error::Deserializer::new(value, &mut track);
-    let dynamic =
-        DynamicMessage::deserialize_with_options(desc, de, &options()).map_err(|error| {
-            ConfigError::Invalid {
-                location: None,
-                path: render_path(&track.path()),
-                message: error.to_string(),
-            }
-        })?;
+    let dynamic = DynamicMessage::deserialize_with_options(desc, de, &options())
+        .map_err(|error| invalid(None, track, &error.to_string()))?;
     finish(dynamic, full_name, support)
 }
 
@@ -202,6 +195,19 @@ fn finish<M: Message + Default>(
         type_name: full_name.to_owned(),
         source,
     })
+}
+
+/// A parse error at `location`, at the field path `track` reached.
+fn invalid(
+    location: Option<(u64, u64)>,
+    track: serde_path_to_error::Track,
+    message: &str,
+) -> ConfigError {
+    ConfigError::Invalid {
+        location,
+        path: render_path(&track.path()),
+        message: first_line(message),
+    }
 }
 
 fn render_path(path: &serde_path_to_error::Path) -> String {
