@@ -1,16 +1,91 @@
 //! The descriptors of the Envoy protos Bosun reads, compiled at build time.
 
 use std::sync::Mutex;
+use std::sync::mpsc;
+use std::thread::JoinHandle;
 
 use prost_reflect::{DescriptorPool, MessageDescriptor};
 
 static ENCODED: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/envoy_descriptors.bin"));
 
 /// How many [`PoolGuard`]s exist, and the pool they keep decoded.
-static KEPT: Mutex<(usize, Option<DescriptorPool>)> = Mutex::new((0, None));
+static KEPT: Mutex<(usize, Option<Kept>)> = Mutex::new((0, None));
 
-fn kept() -> std::sync::MutexGuard<'static, (usize, Option<DescriptorPool>)> {
+/// A pool kept decoded, and the thread whose allocator arena holds it.
+///
+/// Decoded, the pool is ~3.5 MB in ~50,000 small allocations. Made and freed on the main
+/// thread, they leave a heap glibc keeps resident for good (free chunks between live ones are
+/// only returned by `malloc_trim`). Made and freed on a thread of its own, they fill and empty
+/// that thread's arena, which glibc shrinks once the thread is gone and one large free makes it
+/// merge its free chunks: a proxy that read its bootstrap gives the memory back.
+struct Kept {
+    pool: DescriptorPool,
+    /// None when no thread could be started: then the pool lives on this thread's heap.
+    owner: Option<Owner>,
+}
+
+/// The thread that decoded a kept pool and drops it last.
+struct Owner {
+    /// Dropping it tells the owner to drop its pool and finish.
+    release: mpsc::Sender<()>,
+    /// Returns a buffer from the owner's arena: freeing it makes the arena coalesce and trim.
+    thread: JoinHandle<Vec<u8>>,
+}
+
+fn kept() -> std::sync::MutexGuard<'static, (usize, Option<Kept>)> {
     KEPT.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn decode() -> DescriptorPool {
+    match DescriptorPool::decode(ENCODED) {
+        Ok(pool) => pool,
+        // The set is produced by our build script from pinned protos; failing to decode it
+        // is a build defect, not a runtime condition.
+        Err(error) => panic!("embedded Envoy descriptors are corrupt: {error}"),
+    }
+}
+
+/// Above glibc's threshold for merging free chunks (64 KiB), below the size it would map on
+/// its own (128 KiB), so that it comes from the owner's arena.
+const COALESCE_TRIGGER: usize = 96 * 1024;
+
+/// Decodes the pool on a thread that keeps it until released (see [`Kept`]).
+fn decode_owned() -> Option<Kept> {
+    let (pool_tx, pool_rx) = mpsc::sync_channel(1);
+    let (release, released) = mpsc::channel::<()>();
+    let thread = std::thread::Builder::new()
+        .name("descriptors".into())
+        .spawn(move || {
+            let trigger = vec![1u8; COALESCE_TRIGGER];
+            let pool = decode();
+            if pool_tx.send(pool.clone()).is_ok() {
+                // Returns when the sender is dropped.
+                let _ = released.recv();
+            }
+            drop(pool);
+            trigger
+        })
+        .ok()?;
+    let pool = pool_rx.recv().ok()?;
+    Some(Kept {
+        pool,
+        owner: Some(Owner { release, thread }),
+    })
+}
+
+impl Kept {
+    /// Drops this thread's reference, then the owner's; once the owner is gone, frees the
+    /// buffer that makes its arena shrink.
+    fn free(self) {
+        let Kept { pool, owner } = self;
+        drop(pool);
+        if let Some(Owner { release, thread }) = owner {
+            drop(release);
+            if let Ok(trigger) = thread.join() {
+                drop(trigger);
+            }
+        }
+    }
 }
 
 /// The descriptor pool. Decoded, it takes a few megabytes, so it stays decoded only while a
@@ -18,18 +93,18 @@ fn kept() -> std::sync::MutexGuard<'static, (usize, Option<DescriptorPool>)> {
 /// bootstrap, one with xDS for the life of its stream. Without a guard, each call decodes.
 pub fn pool() -> DescriptorPool {
     let mut kept = kept();
-    if let Some(pool) = &kept.1 {
-        return pool.clone();
+    if let Some(kept) = &kept.1 {
+        return kept.pool.clone();
     }
-    let pool = match DescriptorPool::decode(ENCODED) {
-        Ok(pool) => pool,
-        // The set is produced by our build script from pinned protos; failing to decode it
-        // is a build defect, not a runtime condition.
-        Err(error) => panic!("embedded Envoy descriptors are corrupt: {error}"),
-    };
-    if kept.0 > 0 {
-        kept.1 = Some(pool.clone());
+    if kept.0 == 0 {
+        return decode();
     }
+    let owned = decode_owned().unwrap_or_else(|| Kept {
+        pool: decode(),
+        owner: None,
+    });
+    let pool = owned.pool.clone();
+    kept.1 = Some(owned);
     pool
 }
 
@@ -53,10 +128,14 @@ impl Default for PoolGuard {
 
 impl Drop for PoolGuard {
     fn drop(&mut self) {
-        let mut kept = kept();
-        kept.0 -= 1;
-        if kept.0 == 0 {
-            kept.1 = None;
+        let last = {
+            let mut kept = kept();
+            kept.0 -= 1;
+            if kept.0 == 0 { kept.1.take() } else { None }
+        };
+        // Outside the lock: freeing waits for the owner thread.
+        if let Some(owned) = last {
+            owned.free();
         }
     }
 }
@@ -83,5 +162,35 @@ mod tests {
         ] {
             assert!(message(name).is_some(), "{name}");
         }
+    }
+
+    fn threads_named(name: &str) -> usize {
+        std::fs::read_dir("/proc/self/task")
+            .map(|tasks| {
+                tasks
+                    .filter_map(Result::ok)
+                    .filter(|task| {
+                        std::fs::read_to_string(task.path().join("comm"))
+                            .is_ok_and(|comm| comm.trim() == name)
+                    })
+                    .count()
+            })
+            .unwrap_or(0)
+    }
+
+    #[test]
+    fn a_guard_keeps_one_pool_on_an_owner_thread_that_ends_with_the_last_guard() {
+        let guard = PoolGuard::new();
+        let first = pool();
+        let second = PoolGuard::new();
+        assert!(first == pool(), "guarded calls share one decoded pool");
+        assert_eq!(threads_named("descriptors"), 1);
+        drop(guard);
+        assert_eq!(threads_named("descriptors"), 1, "a guard is left");
+        drop(second);
+        assert_eq!(threads_named("descriptors"), 0, "the owner is joined");
+        // The pool handed out stays usable after its owner is gone.
+        assert!(first.get_message_by_name("envoy.config.cluster.v3.Cluster").is_some());
+        assert!(first != pool(), "unguarded calls decode anew");
     }
 }
