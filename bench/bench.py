@@ -169,8 +169,12 @@ def wrk(port, duration):
     return rps, total
 
 
+def oha_binary():
+    return shutil.which("oha") or "/tmp/oha/bin/oha"
+
+
 def oha(port, duration):
-    out = subprocess.run([shutil.which("oha") or "/tmp/oha/bin/oha", "-z", f"{duration}s", "-q", "1000", "-c", "8",
+    out = subprocess.run([oha_binary(), "-z", f"{duration}s", "-q", "1000", "-c", "8",
                           "--no-tui", "--output-format", "json", f"http://127.0.0.1:{port}/"],
                          capture_output=True, text=True, check=True).stdout
     data = json.loads(out)
