@@ -523,13 +523,25 @@ fn single_forwarded_address(headers: &HeaderMap) -> Option<std::net::IpAddr> {
 }
 
 fn remove_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
-    // Headers named by `Connection` are hop-by-hop too.
+    // Most messages carry none or only `Connection: keep-alive|close`: one pass over the few
+    // names a message has is cheaper than a lookup per hop-by-hop name.
+    if !headers.keys().any(|name| HOP_BY_HOP.contains(name)) {
+        return;
+    }
+    // Headers named by `Connection` are hop-by-hop too. Its usual tokens name a header removed
+    // below anyway (`keep-alive`) or, almost always, none (`close`).
     let named: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .map(str::trim)
+        .filter(|name| {
+            let names_nothing = name.eq_ignore_ascii_case("keep-alive")
+                || (name.eq_ignore_ascii_case("close") && !headers.contains_key("close"));
+            !names_nothing
+        })
+        .filter_map(|name| HeaderName::from_bytes(name.as_bytes()).ok())
         .collect();
     for name in named {
         if !(keep_upgrade && name == header::UPGRADE) {
@@ -748,7 +760,9 @@ async fn handle(
         parts.headers.remove(&X_REQUEST_ID);
     }
     if hcm.generate_request_id && !parts.headers.contains_key(&X_REQUEST_ID) {
-        if let Ok(id) = HeaderValue::from_str(&uuid::Uuid::new_v4().to_string()) {
+        let mut buffer = uuid::Uuid::encode_buffer();
+        let id = uuid::Uuid::new_v4().hyphenated().encode_lower(&mut buffer);
+        if let Ok(id) = HeaderValue::from_str(id) {
             parts.headers.insert(X_REQUEST_ID.clone(), id);
         }
     }
@@ -1009,7 +1023,7 @@ async fn route_request(
             Some(FilterOverride::Fault(settings)) => settings,
             None => &filter.settings,
         };
-        let cluster_name = target.as_ref().map(|(_, _, name)| name.as_str());
+        let cluster_name = target.as_ref().map(|(_, _, name)| name.as_ref());
         let decision = filter.decide(settings, &parts.headers, cluster_name);
         if let Some(delay) = decision.delay {
             info.flags.insert(ResponseFlags::DELAY_INJECTED);
@@ -1254,7 +1268,7 @@ async fn route_request(
 type PickedCluster<'a> = (
     Option<Arc<Cluster>>,
     Option<&'a route::WeightedCluster>,
-    String,
+    std::borrow::Cow<'a, str>,
 );
 
 /// The cluster a forwarding route sends to (the weighted one picked), its weighted entry, and
@@ -1265,7 +1279,7 @@ fn pick_cluster<'a>(
     headers: &HeaderMap,
 ) -> PickedCluster<'a> {
     match &forward.target {
-        ClusterTarget::Single(slot) => (slot.load(), None, slot.name().to_owned()),
+        ClusterTarget::Single(slot) => (slot.load(), None, slot.name().into()),
         ClusterTarget::Weighted { clusters, total } => {
             let mut pick = fastrand::u64(..*total);
             let chosen = clusters
@@ -1282,7 +1296,7 @@ fn pick_cluster<'a>(
             (
                 chosen.and_then(|c| c.slot.load()),
                 chosen,
-                chosen.map(|c| c.slot.name().to_owned()).unwrap_or_default(),
+                chosen.map(|c| c.slot.name()).unwrap_or_default().into(),
             )
         }
         ClusterTarget::Header(name) => {
@@ -1293,7 +1307,7 @@ fn pick_cluster<'a>(
             (
                 hcm.registry.find_cluster(cluster_name),
                 None,
-                cluster_name.to_owned(),
+                cluster_name.to_owned().into(),
             )
         }
     }
@@ -1398,5 +1412,73 @@ fn apply_response_mutations(
 impl ClusterResolver for HttpConnectionManager {
     fn cluster_slot(&self, name: &str) -> Arc<crate::upstream::ClusterSlot> {
         self.registry.cluster_slot(name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        pairs
+            .iter()
+            .map(|(name, value)| {
+                (
+                    HeaderName::from_static(name),
+                    HeaderValue::from_static(value),
+                )
+            })
+            .collect()
+    }
+
+    fn names(headers: &HeaderMap) -> Vec<&str> {
+        let mut names: Vec<&str> = headers.keys().map(HeaderName::as_str).collect();
+        names.sort_unstable();
+        names
+    }
+
+    #[test]
+    fn hop_by_hop_headers_and_those_connection_names_are_removed() {
+        let mut map = headers(&[
+            ("connection", "keep-alive, x-private"),
+            ("keep-alive", "timeout=5"),
+            ("x-private", "1"),
+            ("transfer-encoding", "chunked"),
+            ("proxy-connection", "keep-alive"),
+            ("x-kept", "1"),
+        ]);
+        remove_hop_by_hop(&mut map, false);
+        assert_eq!(names(&map), ["x-kept"]);
+    }
+
+    #[test]
+    fn connection_close_removes_a_header_named_close_only_if_there_is_one() {
+        let mut map = headers(&[("connection", "close"), ("close", "1"), ("x-kept", "1")]);
+        remove_hop_by_hop(&mut map, false);
+        assert_eq!(names(&map), ["x-kept"]);
+        let mut map = headers(&[("connection", "Close"), ("x-kept", "1")]);
+        remove_hop_by_hop(&mut map, false);
+        assert_eq!(names(&map), ["x-kept"]);
+    }
+
+    #[test]
+    fn te_keeps_only_trailers_and_upgrades_keep_their_headers() {
+        let mut map = headers(&[("te", "gzip, trailers")]);
+        remove_hop_by_hop(&mut map, false);
+        assert_eq!(
+            map.get("te").map(HeaderValue::as_bytes),
+            Some(&b"trailers"[..])
+        );
+        let mut map = headers(&[("connection", "upgrade"), ("upgrade", "websocket")]);
+        remove_hop_by_hop(&mut map, true);
+        assert_eq!(names(&map), ["connection", "upgrade"]);
+    }
+
+    #[test]
+    fn messages_without_hop_by_hop_headers_are_untouched() {
+        let mut map = headers(&[("host", "a"), ("x-request-id", "1"), ("accept", "*/*")]);
+        let before = map.clone();
+        remove_hop_by_hop(&mut map, false);
+        assert_eq!(map, before);
     }
 }

@@ -190,7 +190,11 @@ mod tests {
         drop(second);
         assert_eq!(threads_named("descriptors"), 0, "the owner is joined");
         // The pool handed out stays usable after its owner is gone.
-        assert!(first.get_message_by_name("envoy.config.cluster.v3.Cluster").is_some());
+        assert!(
+            first
+                .get_message_by_name("envoy.config.cluster.v3.Cluster")
+                .is_some()
+        );
         assert!(first != pool(), "unguarded calls decode anew");
     }
 }
