@@ -4,10 +4,11 @@
 The link lays those functions out together (see crates/bosun/build.rs): the kernel maps code
 in 64 KiB windows around every page a process touches, so the fewer windows the code that runs
 is spread over, the less of the binary is resident. The functions are recorded with callgrind
-(exact, unlike sampling) while the proxy starts from the benchmark's bootstrap, serves
-HTTP/1.1 keep-alive load, and answers its admin endpoint.
+(exact, unlike sampling) in two runs: the proxy started from the benchmark's bootstrap, serving
+HTTP/1.1 keep-alive load and answering its admin endpoint; and a mesh sidecar configured by
+pilot over ADS (a ServiceEntry to the same backend), forwarding through its HTTP proxy port.
 
-    cargo build --release -p bosun --bin bosun-proxy
+    cargo build --release -p bosun
     python3 bench/order.py            # needs valgrind (apt-get install valgrind) and what bench/run.sh installs
     cargo build --release -p bosun --bin bosun-proxy   # relinks with the new order
 
@@ -18,15 +19,33 @@ never correctness (names that no longer exist are skipped).
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bench  # noqa: E402
 
 ROOT = bench.ROOT
 BINARY = os.path.join(ROOT, "target/release/bosun-proxy")
+BOSUN = os.path.join(ROOT, "target/release/bosun")
+SERVICE_ENTRY = """\
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata:
+  name: backend
+  namespace: default
+spec:
+  hosts: [backend.bench]
+  location: MESH_INTERNAL
+  resolution: STATIC
+  ports:
+  - {{number: 80, name: http, protocol: HTTP}}
+  endpoints:
+  - {{address: 127.0.0.1, ports: {{http: {port}}}}}
+"""
 ORDER = os.path.join(ROOT, "crates/bosun/proxy.order")
 HEADER = """\
 # The functions bosun-proxy runs, laid out together by the linker (crates/bosun/build.rs).
@@ -60,40 +79,119 @@ def functions_run(callgrind_out, binary):
     return list(seen)
 
 
+def callgrind(command, profile):
+    return subprocess.Popen(
+        ["valgrind", "--tool=callgrind", "--demangle=no", "--dump-instr=no",
+         f"--callgrind-out-file={profile}", *command],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def stop(process):
+    process.send_signal(signal.SIGINT)
+    process.wait(timeout=60)
+
+
+def static_run(workdir, backend_port):
+    """The benchmark's proxy: a static bootstrap, wrk and oha load, the admin endpoint."""
+    listen_port, admin_port = bench.free_port(), bench.free_port()
+    config = os.path.join(workdir, "bootstrap.json")
+    with open(config, "w") as f:
+        f.write(bench.bootstrap(listen_port, backend_port, admin_port, "plain"))
+    profile = os.path.join(workdir, "static.callgrind")
+    proxy = callgrind([BINARY, "-c", config, "--concurrency", "1", "-l", "error"], profile)
+    try:
+        bench.wait_http(listen_port, timeout=120)
+        # The benchmark's two load patterns: many connections at full speed, and a few at a
+        # fixed rate (where connections sit idle between requests).
+        subprocess.run(["wrk", "-t1", "-c32", "-d3s", f"http://127.0.0.1:{listen_port}/"],
+                       capture_output=True, check=True)
+        subprocess.run([bench.oha_binary(), "-z", "2s", "-q", "200", "-c", "8", "--no-tui",
+                        f"http://127.0.0.1:{listen_port}/"], capture_output=True, check=True)
+        for path in ("/ready", "/stats", "/stats/prometheus", "/clusters", "/server_info"):
+            bench.wait_http(admin_port, path)
+    finally:
+        stop(proxy)
+    return profile
+
+
+def through_http_proxy(port, host, count):
+    """`count` keep-alive GETs through an HTTP proxy; the number answered 200."""
+    ok = 0
+    request = f"GET http://{host}/ HTTP/1.1\r\nHost: {host}\r\n\r\n".encode()
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        reader = s.makefile("rb")
+        for _ in range(count):
+            s.sendall(request)
+            status = reader.readline()
+            length = 0
+            while (line := reader.readline()) not in (b"\r\n", b""):
+                if line.lower().startswith(b"content-length:"):
+                    length = int(line.split(b":")[1])
+            reader.read(length)
+            ok += status.startswith(b"HTTP/1.1 200")
+    return ok
+
+
+def mesh_run(workdir, backend_port):
+    """A sidecar configured by pilot over ADS, forwarding to a ServiceEntry's endpoint."""
+    xds_port, api_port, proxy_port, admin_port = (bench.free_port() for _ in range(4))
+    pilot = subprocess.Popen(
+        [BOSUN, "pilot", "--config-dir", os.path.join(workdir, "store"),
+         "--xds-address", f"127.0.0.1:{xds_port}", "--http-address", f"127.0.0.1:{api_port}",
+         "-l", "error"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    profile = os.path.join(workdir, "mesh.callgrind")
+    proxy = None
+    try:
+        bench.wait_http(api_port, "/ready")
+        subprocess.run([BOSUN, "apply", "--pilot", f"127.0.0.1:{api_port}", "-f", "-"],
+                       input=SERVICE_ENTRY.format(port=backend_port), text=True,
+                       capture_output=True, check=True)
+        proxy = callgrind(
+            [BINARY, "sidecar", "--pilot", f"127.0.0.1:{xds_port}", "--capture", "none",
+             "--ip", "127.0.0.1", "--http-proxy-port", str(proxy_port),
+             "--admin-address", f"127.0.0.1:{admin_port}", "--pod-name", "order-0",
+             "-l", "error"], profile)
+        bench.wait_http(admin_port, "/ready", timeout=120)
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if through_http_proxy(proxy_port, "backend.bench", 1) == 1:
+                    break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                sys.exit("the sidecar never forwarded to backend.bench")
+            time.sleep(0.2)
+        answered = through_http_proxy(proxy_port, "backend.bench", 2000)
+        if answered != 2000:
+            sys.exit(f"the sidecar answered {answered} of 2000 requests")
+        for path in ("/stats/prometheus", "/config_dump"):
+            bench.wait_http(admin_port, path)
+    finally:
+        if proxy:
+            stop(proxy)
+        pilot.kill()
+        pilot.wait()
+    return profile
+
+
 def main():
-    if not os.path.exists(BINARY):
-        sys.exit(f"{BINARY} not found: cargo build --release -p bosun --bin bosun-proxy")
+    for path in (BINARY, BOSUN):
+        if not os.path.exists(path):
+            sys.exit(f"{path} not found: cargo build --release -p bosun")
     with tempfile.TemporaryDirectory() as workdir:
-        backend_port, listen_port, admin_port = (bench.free_port() for _ in range(3))
+        backend_port = bench.free_port()
         backend = bench.nginx(backend_port, workdir)
         try:
             bench.wait_http(backend_port)
-            config = os.path.join(workdir, "bootstrap.json")
-            with open(config, "w") as f:
-                f.write(bench.bootstrap(listen_port, backend_port, admin_port, "plain"))
-            profile = os.path.join(workdir, "callgrind.out")
-            proxy = subprocess.Popen(
-                ["valgrind", "--tool=callgrind", "--demangle=no", "--dump-instr=no",
-                 f"--callgrind-out-file={profile}",
-                 BINARY, "-c", config, "--concurrency", "1", "-l", "error"],
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            try:
-                bench.wait_http(listen_port, timeout=120)
-                # The benchmark's two load patterns: many connections at full speed, and a
-                # few at a fixed rate (where connections sit idle between requests).
-                subprocess.run(["wrk", "-t1", "-c32", "-d3s", f"http://127.0.0.1:{listen_port}/"],
-                               capture_output=True, check=True)
-                subprocess.run([bench.oha_binary(), "-z", "2s", "-q", "200", "-c", "8", "--no-tui",
-                                f"http://127.0.0.1:{listen_port}/"], capture_output=True, check=True)
-                for path in ("/ready", "/stats", "/stats/prometheus", "/clusters", "/server_info"):
-                    bench.wait_http(admin_port, path)
-            finally:
-                proxy.send_signal(signal.SIGINT)
-                proxy.wait(timeout=60)
+            profiles = [static_run(workdir, backend_port), mesh_run(workdir, backend_port)]
         finally:
             backend.kill()
             backend.wait()
-        names = functions_run(profile, BINARY)
+        names = {}
+        for profile in profiles:
+            for name in functions_run(profile, BINARY):
+                names.setdefault(name, None)
     if len(names) < 100:
         sys.exit(f"only {len(names)} functions recorded: is valgrind working?")
     with open(ORDER, "w") as f:

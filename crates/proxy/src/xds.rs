@@ -60,8 +60,6 @@ pub fn spawn(proxy: Arc<Proxy>, settings: AdsSettings) -> oneshot::Receiver<()> 
 }
 
 async fn run(proxy: Arc<Proxy>, settings: AdsSettings, ready: oneshot::Sender<()>) {
-    // Every response is checked against the descriptors: keep them decoded.
-    let _descriptors = bosun_xds::PoolGuard::new();
     let mut ready = Some(ready);
     let mut backoff = Duration::from_millis(250);
     loop {
@@ -100,6 +98,40 @@ async fn run(proxy: Arc<Proxy>, settings: AdsSettings, ready: oneshot::Sender<()
             _ = proxy.wait_for_shutdown() => return,
         }
         backoff = (backoff * 2).min(Duration::from_secs(30));
+    }
+}
+
+/// How long the descriptors stay decoded after the last response.
+const DESCRIPTORS_LINGER: Duration = Duration::from_secs(10);
+
+/// Every response is checked against the descriptors. Decoded, they take a few megabytes and
+/// decoding them takes a few milliseconds; a management server pushes in bursts (clusters,
+/// endpoints, listeners, routes within milliseconds, then quiet), so they stay decoded from a
+/// response until the stream has been quiet for [`DESCRIPTORS_LINGER`].
+#[derive(Debug, Default)]
+struct LingeringDescriptors {
+    guard: Option<bosun_xds::PoolGuard>,
+    until: Option<tokio::time::Instant>,
+}
+
+impl LingeringDescriptors {
+    /// Keeps the descriptors decoded for another [`DESCRIPTORS_LINGER`].
+    fn hold(&mut self) {
+        self.guard.get_or_insert_with(bosun_xds::PoolGuard::new);
+        self.until = Some(tokio::time::Instant::now() + DESCRIPTORS_LINGER);
+    }
+
+    /// Completes once the descriptors have been held and the stream has been quiet since.
+    async fn quiet(&self) {
+        match self.until {
+            Some(until) if self.guard.is_some() => tokio::time::sleep_until(until).await,
+            _ => std::future::pending().await,
+        }
+    }
+
+    fn release(&mut self) {
+        self.guard = None;
+        self.until = None;
     }
 }
 
@@ -320,6 +352,7 @@ async fn sotw_stream(
         .map_err(|e| e.to_string())?
         .into_inner();
     let mut received_any = false;
+    let mut descriptors = LingeringDescriptors::default();
     // Ready once clusters and listeners are in, as Envoy; the name table does not hold it up.
     let mut pending_ready: BTreeSet<&'static str> = states
         .keys()
@@ -335,6 +368,7 @@ async fn sotw_stream(
                     Err(status) => return Err(format!("{}: {}", status.code(), status.message())),
                 };
                 received_any = true;
+                descriptors.hold();
                 let Some(type_url) = KNOWN_TYPES
                     .into_iter()
                     .find(|t| *t == response.type_url)
@@ -372,6 +406,7 @@ async fn sotw_stream(
                     }
                 }
             }
+            () = descriptors.quiet() => descriptors.release(),
             _ = proxy.wait_for_shutdown() => return Ok(received_any),
         }
     }
@@ -414,6 +449,7 @@ async fn delta_stream(
         .map_err(|e| e.to_string())?
         .into_inner();
     let mut received_any = false;
+    let mut descriptors = LingeringDescriptors::default();
     // Ready once clusters and listeners are in, as Envoy; the name table does not hold it up.
     let mut pending_ready: BTreeSet<&'static str> = states
         .keys()
@@ -429,6 +465,7 @@ async fn delta_stream(
                     Err(status) => return Err(format!("{}: {}", status.code(), status.message())),
                 };
                 received_any = true;
+                descriptors.hold();
                 let Some(type_url) = KNOWN_TYPES
                     .into_iter()
                     .find(|t| *t == response.type_url)
@@ -494,7 +531,32 @@ async fn delta_stream(
                     }
                 }
             }
+            () = descriptors.quiet() => descriptors.release(),
             _ = proxy.wait_for_shutdown() => return Ok(received_any),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn descriptors_stay_decoded_until_the_stream_has_been_quiet_for_the_linger() {
+        let mut descriptors = LingeringDescriptors::default();
+        let never = tokio::time::timeout(Duration::from_secs(3600), descriptors.quiet()).await;
+        assert!(never.is_err(), "nothing held, nothing to release");
+
+        let start = tokio::time::Instant::now();
+        descriptors.hold();
+        tokio::time::sleep(Duration::from_secs(6)).await;
+        descriptors.hold(); // the next response of a burst
+        descriptors.quiet().await;
+        assert_eq!(start.elapsed(), Duration::from_secs(6) + DESCRIPTORS_LINGER);
+        assert!(descriptors.guard.is_some());
+        descriptors.release();
+        assert!(descriptors.guard.is_none());
+        let never = tokio::time::timeout(Duration::from_secs(3600), descriptors.quiet()).await;
+        assert!(never.is_err(), "released, not quiet again");
     }
 }
