@@ -90,7 +90,7 @@ impl Kept {
 
 /// The descriptor pool. Decoded, it takes a few megabytes, so it stays decoded only while a
 /// [`PoolGuard`] exists: a proxy with static configuration needs it while it reads its
-/// bootstrap, one with xDS for the life of its stream. Without a guard, each call decodes.
+/// bootstrap, one with xDS while responses come in. Without a guard, each call decodes.
 pub fn pool() -> DescriptorPool {
     let mut kept = kept();
     if let Some(kept) = &kept.1 {
