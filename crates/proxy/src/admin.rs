@@ -116,6 +116,8 @@ fn uptime(proxy: &Proxy) -> String {
 }
 
 async fn server_info(State(proxy): State<Arc<Proxy>>) -> Response {
+    // Decoded on a thread of its own, not on this one's heap (see `bosun_xds::PoolGuard`).
+    let _descriptors = bosun_xds::PoolGuard::new();
     let node = to_json(&proxy.node(), "envoy.config.core.v3.Node").unwrap_or(Value::Null);
     json_response(json!({
         "version": VERSION,

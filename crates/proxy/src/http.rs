@@ -537,9 +537,9 @@ fn remove_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
         .flat_map(|v| v.split(','))
         .map(str::trim)
         .filter(|name| {
-            let names_nothing = name.eq_ignore_ascii_case("keep-alive")
+            let names_no_other_header = name.eq_ignore_ascii_case("keep-alive")
                 || (name.eq_ignore_ascii_case("close") && !headers.contains_key("close"));
-            !names_nothing
+            !names_no_other_header
         })
         .filter_map(|name| HeaderName::from_bytes(name.as_bytes()).ok())
         .collect();
@@ -1469,7 +1469,11 @@ mod tests {
             map.get("te").map(HeaderValue::as_bytes),
             Some(&b"trailers"[..])
         );
-        let mut map = headers(&[("connection", "upgrade"), ("upgrade", "websocket")]);
+        let mut map = headers(&[
+            ("connection", "upgrade, x-private"),
+            ("upgrade", "websocket"),
+            ("x-private", "1"),
+        ]);
         remove_hop_by_hop(&mut map, true);
         assert_eq!(names(&map), ["connection", "upgrade"]);
     }

@@ -101,8 +101,9 @@ async fn run(proxy: Arc<Proxy>, settings: AdsSettings, ready: oneshot::Sender<()
     }
 }
 
-/// How long the descriptors stay decoded after the last response.
-const DESCRIPTORS_LINGER: Duration = Duration::from_secs(10);
+/// How long the descriptors stay decoded after the last response: longer than the usual gap
+/// within a burst of pushes, shorter than a quiet mesh's hours.
+const DESCRIPTORS_LINGER: Duration = Duration::from_secs(30);
 
 /// Every response is checked against the descriptors. Decoded, they take a few megabytes and
 /// decoding them takes a few milliseconds; a management server pushes in bursts (clusters,
@@ -129,6 +130,7 @@ impl LingeringDescriptors {
         }
     }
 
+    /// Lets the descriptors go (the next response decodes them again).
     fn release(&mut self) {
         self.guard = None;
         self.until = None;
@@ -378,6 +380,8 @@ async fn sotw_stream(
                     continue;
                 };
                 let rejections = apply(proxy, type_url, &response.resources, &response.version_info, Rejections::default()).await;
+                // Quiet counts from the end of handling: applying may take a while.
+                descriptors.hold();
                 let state = states.entry(type_url).or_default();
                 if rejections.is_empty() {
                     state.version = response.version_info.clone();
@@ -496,6 +500,8 @@ async fn delta_stream(
                     _ => updated,
                 };
                 let rejections = apply(proxy, type_url, &batch, &version, Rejections::default()).await;
+                // Quiet counts from the end of handling: applying may take a while.
+                descriptors.hold();
                 let state = states.entry(type_url).or_default();
                 if rejections.is_empty() {
                     state.held = held;
@@ -549,10 +555,10 @@ mod tests {
 
         let start = tokio::time::Instant::now();
         descriptors.hold();
-        tokio::time::sleep(Duration::from_secs(6)).await;
+        tokio::time::sleep(DESCRIPTORS_LINGER / 2).await;
         descriptors.hold(); // the next response of a burst
         descriptors.quiet().await;
-        assert_eq!(start.elapsed(), Duration::from_secs(6) + DESCRIPTORS_LINGER);
+        assert_eq!(start.elapsed(), DESCRIPTORS_LINGER / 2 + DESCRIPTORS_LINGER);
         assert!(descriptors.guard.is_some());
         descriptors.release();
         assert!(descriptors.guard.is_none());
