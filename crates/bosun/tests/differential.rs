@@ -329,6 +329,8 @@ struct Upstreams {
     http: Vec<TestUpstream>,
     resetting: Vec<(&'static str, ResettingUpstream)>,
     _echoes: [bosun_proxy::testing::TcpEcho; 2],
+    /// Holds the port of the `closed` cluster.
+    _closed: socket2::Socket,
     values: BTreeMap<String, String>,
 }
 
@@ -361,10 +363,14 @@ impl Upstreams {
             bosun_proxy::testing::TcpEcho::start("one").await.unwrap(),
             bosun_proxy::testing::TcpEcho::start("two").await.unwrap(),
         ];
-        let closed = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
+        // Bound but not listening: connecting is refused, and the port stays this test's. A
+        // port merely freed can be taken meanwhile by another test's listener (one that hangs).
+        let closed_socket =
+            socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        closed_socket
+            .bind(&SocketAddr::from(([127, 0, 0, 1], 0)).into())
             .unwrap();
+        let closed = closed_socket.local_addr().unwrap().as_socket().unwrap();
         let mut values = BTreeMap::new();
         values.insert("ECHO_ONE".into(), echoes[0].address.port().to_string());
         values.insert("ECHO_TWO".into(), echoes[1].address.port().to_string());
@@ -385,6 +391,7 @@ impl Upstreams {
             http,
             resetting,
             _echoes: echoes,
+            _closed: closed_socket,
             values,
         }
     }
