@@ -111,29 +111,31 @@ const DESCRIPTORS_LINGER: Duration = Duration::from_secs(30);
 /// response until the stream has been quiet for [`DESCRIPTORS_LINGER`].
 #[derive(Debug, Default)]
 struct LingeringDescriptors {
-    guard: Option<bosun_xds::PoolGuard>,
-    until: Option<tokio::time::Instant>,
+    /// The guard that keeps them decoded, and until when.
+    held: Option<(bosun_xds::PoolGuard, tokio::time::Instant)>,
 }
 
 impl LingeringDescriptors {
     /// Keeps the descriptors decoded for another [`DESCRIPTORS_LINGER`].
     fn hold(&mut self) {
-        self.guard.get_or_insert_with(bosun_xds::PoolGuard::new);
-        self.until = Some(tokio::time::Instant::now() + DESCRIPTORS_LINGER);
+        let until = tokio::time::Instant::now() + DESCRIPTORS_LINGER;
+        match &mut self.held {
+            Some((_, held_until)) => *held_until = until,
+            None => self.held = Some((bosun_xds::PoolGuard::new(), until)),
+        }
     }
 
     /// Completes once the descriptors have been held and the stream has been quiet since.
     async fn quiet(&self) {
-        match self.until {
-            Some(until) if self.guard.is_some() => tokio::time::sleep_until(until).await,
-            _ => std::future::pending().await,
+        match &self.held {
+            Some((_, until)) => tokio::time::sleep_until(*until).await,
+            None => std::future::pending().await,
         }
     }
 
     /// Lets the descriptors go (the next response decodes them again).
     fn release(&mut self) {
-        self.guard = None;
-        self.until = None;
+        self.held = None;
     }
 }
 
@@ -559,9 +561,9 @@ mod tests {
         descriptors.hold(); // the next response of a burst
         descriptors.quiet().await;
         assert_eq!(start.elapsed(), DESCRIPTORS_LINGER / 2 + DESCRIPTORS_LINGER);
-        assert!(descriptors.guard.is_some());
+        assert!(descriptors.held.is_some());
         descriptors.release();
-        assert!(descriptors.guard.is_none());
+        assert!(descriptors.held.is_none());
         let never = tokio::time::timeout(Duration::from_secs(3600), descriptors.quiet()).await;
         assert!(never.is_err(), "released, not quiet again");
     }
