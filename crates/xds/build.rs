@@ -65,31 +65,22 @@ fn main() {
 /// Finds `envoy-types`' `proto/` directory through `cargo metadata`, which knows where the
 /// registry unpacked it. Filtered to the target platform: offline, cargo can only describe
 /// the packages it downloaded, and it downloads none for other platforms (Windows crates).
+///
+/// `cargo metadata` describes the whole workspace, dev-dependencies included, while
+/// `cargo build -p bosun` on a fresh machine downloads only what that package needs; so when
+/// the offline attempt misses packages, a second one may fetch them, at the versions of
+/// `Cargo.lock` (`--locked`), as the build itself just did.
 fn envoy_types_proto_dir() -> PathBuf {
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let manifest =
-        Path::new(&std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_default()).join("Cargo.toml");
-    let output = Command::new(cargo)
-        .args([
-            "metadata",
-            "--format-version",
-            "1",
-            "--offline",
-            "--filter-platform",
-        ])
-        .arg(std::env::var_os("TARGET").unwrap_or_default())
-        .arg("--manifest-path")
-        .arg(&manifest)
-        .output();
-    let output = match output {
-        Ok(output) if output.status.success() => output,
-        Ok(output) => panic!(
-            "cargo metadata failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        ),
-        Err(error) => panic!("running cargo metadata: {error}"),
+    let output = match cargo_metadata(true) {
+        Ok(output) => output,
+        Err(offline) => match cargo_metadata(false) {
+            Ok(output) => output,
+            Err(online) => {
+                panic!("cargo metadata failed offline: {offline}\nand with the network: {online}")
+            }
+        },
     };
-    let metadata: serde_json::Value = match serde_json::from_slice(&output.stdout) {
+    let metadata: serde_json::Value = match serde_json::from_slice(&output) {
         Ok(value) => value,
         Err(error) => panic!("reading cargo metadata: {error}"),
     };
@@ -102,5 +93,25 @@ fn envoy_types_proto_dir() -> PathBuf {
     match manifest_path.as_deref().and_then(Path::parent) {
         Some(dir) => dir.join("proto"),
         None => panic!("envoy-types not found in cargo metadata"),
+    }
+}
+
+/// Runs `cargo metadata` for this workspace and the target platform; its JSON, or the error.
+fn cargo_metadata(offline: bool) -> Result<Vec<u8>, String> {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let manifest =
+        Path::new(&std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_default()).join("Cargo.toml");
+    let output = Command::new(cargo)
+        .args(["metadata", "--format-version", "1", "--locked"])
+        .args(offline.then_some("--offline"))
+        .arg("--filter-platform")
+        .arg(std::env::var_os("TARGET").unwrap_or_default())
+        .arg("--manifest-path")
+        .arg(&manifest)
+        .output();
+    match output {
+        Ok(output) if output.status.success() => Ok(output.stdout),
+        Ok(output) => Err(String::from_utf8_lossy(&output.stderr).into_owned()),
+        Err(error) => Err(format!("running cargo: {error}")),
     }
 }
