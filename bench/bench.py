@@ -3,7 +3,12 @@
 
 Same route for both proxies (one HTTP listener -> one static cluster -> nginx), HTTP/1.1
 keep-alive, one worker each (bosun --concurrency 1, envoy --concurrency 1). Repetitions are
-interleaved (direct, bosun, envoy, direct, ...) so drift affects all three alike.
+interleaved (direct, relay, nginx, bosun, envoy, direct, ...) so drift affects all alike.
+
+Two references show what this machine allows a proxy at all:
+  * relay: `bench-relay` (bench/relay), one tokio thread that only moves bytes, one
+    read and one write on each side per request, no HTTP; the floor of any user-space proxy;
+  * nginx: nginx as an HTTP reverse proxy (one worker, upstream keep-alive), a mature C proxy.
 
 Measures, per target:
   * max throughput: wrk, 1 thread, 32 connections, --duration seconds;
@@ -140,6 +145,55 @@ def bootstrap(listen_port, backend_port, admin_port, case):
 }}"""
 
 
+def nginx_proxy(port, backend_port, workdir):
+    """nginx as a reverse proxy to the backend: one worker, keep-alive to the upstream."""
+    conf = os.path.join(workdir, "nginx-proxy.conf")
+    with open(conf, "w") as f:
+        f.write(f"""
+worker_processes 1;
+daemon off;
+pid {workdir}/nginx-proxy.pid;
+error_log {workdir}/nginx-proxy-error.log;
+events {{ worker_connections 4096; }}
+http {{
+  access_log off;
+  keepalive_requests 1000000;
+  client_body_temp_path {workdir};
+  proxy_temp_path {workdir};
+  fastcgi_temp_path {workdir};
+  uwsgi_temp_path {workdir};
+  scgi_temp_path {workdir};
+  upstream backend {{ server 127.0.0.1:{backend_port}; keepalive 64; keepalive_requests 1000000; }}
+  server {{
+    listen 127.0.0.1:{port};
+    location / {{
+      proxy_pass http://backend;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+    }}
+  }}
+}}
+""")
+    return subprocess.Popen(["nginx", "-c", conf], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def worker_pid(process):
+    """The process doing the work: nginx's only worker, or the process itself."""
+    children = open(f"/proc/{process.pid}/task/{process.pid}/children").read().split()
+    return int(children[0]) if children else process.pid
+
+
+def start_reference(kind, listen_port, backend_port, workdir):
+    if kind == "relay":
+        process = subprocess.Popen(
+            [os.path.join(ROOT, "target/release/bench-relay"), str(listen_port), str(backend_port)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    else:
+        process = nginx_proxy(listen_port, backend_port, workdir)
+    wait_http(listen_port)
+    return process
+
+
 def start_proxy(kind, config_path, listen_port):
     if kind == "bosun":
         # The data-plane binary (`bosun proxy` runs the same code inside the one CLI binary).
@@ -193,11 +247,12 @@ def main():
     backend_port = free_port()
     backend = nginx(backend_port, work)
     wait_http(backend_port)
+    targets = ("direct", "relay", "nginx", "bosun", "envoy")
     results = {name: {"rps": [], "p50": [], "p99": [], "cpu10k": [], "rss": [], "startup": []}
-               for name in ("direct", "bosun", "envoy")}
+               for name in targets}
     try:
         for rep in range(args.reps):
-            for target in ("direct", "bosun", "envoy"):
+            for target in targets:
                 if target == "direct":
                     rps, _ = wrk(backend_port, args.duration)
                     p50, p99 = oha(backend_port, args.duration)
@@ -206,17 +261,21 @@ def main():
                     results[target]["p99"].append(p99)
                     continue
                 listen_port, admin_port = free_port(), free_port()
-                config = os.path.join(work, f"{target}.json")
-                with open(config, "w") as f:
-                    f.write(bootstrap(listen_port, backend_port, admin_port, args.case))
-                process, startup, _ = start_proxy(target, config, listen_port)
+                if target in ("relay", "nginx"):
+                    process, startup = start_reference(target, listen_port, backend_port, work), None
+                else:
+                    config = os.path.join(work, f"{target}.json")
+                    with open(config, "w") as f:
+                        f.write(bootstrap(listen_port, backend_port, admin_port, args.case))
+                    process, startup, _ = start_proxy(target, config, listen_port)
                 try:
+                    pid = worker_pid(process)
                     wrk(listen_port, 2)  # warm up
-                    cpu_before = cpu_seconds(process.pid)
+                    cpu_before = cpu_seconds(pid)
                     rps, total = wrk(listen_port, args.duration)
-                    cpu = cpu_seconds(process.pid) - cpu_before
+                    cpu = cpu_seconds(pid) - cpu_before
                     p50, p99 = oha(listen_port, args.duration)
-                    rss = rss_kib(process.pid)
+                    rss = rss_kib(pid)
                 finally:
                     process.send_signal(signal.SIGTERM)
                     process.wait(timeout=10)
@@ -226,10 +285,11 @@ def main():
                 entry["p99"].append(p99)
                 entry["cpu10k"].append(cpu / total * 10_000)
                 entry["rss"].append(rss)
-                entry["startup"].append(startup * 1000.0)
+                if startup is not None:
+                    entry["startup"].append(startup * 1000.0)
                 print(f"rep {rep + 1}: {target}: {rps:,.0f} rps, p50 {p50:.3f} ms, "
-                      f"cpu {cpu / total * 10_000:.3f} s/10k, rss {rss['VmRSS'] / 1024:.1f} MiB, "
-                      f"startup {startup * 1000:.1f} ms", flush=True)
+                      f"cpu {cpu / total * 10_000:.3f} s/10k, rss {rss['VmRSS'] / 1024:.1f} MiB"
+                      + (f", startup {startup * 1000:.1f} ms" if startup is not None else ""), flush=True)
     finally:
         backend.send_signal(signal.SIGTERM)
         backend.wait(timeout=10)
@@ -244,7 +304,8 @@ def main():
         if r["cpu10k"]:
             rss = r["rss"][-1]
             line += (f" {med(r['cpu10k']):>10.3f} {rss['VmRSS'] / 1024:>8.1f} {rss['RssAnon'] / 1024:>6.1f}"
-                     f" {rss['RssFile'] / 1024:>6.1f} {med(r['startup']):>9.1f}")
+                     f" {rss['RssFile'] / 1024:>6.1f}")
+            line += f" {med(r['startup']):>9.1f}" if r["startup"] else f" {'-':>9}"
         print(line)
     b, e, d = results["bosun"], results["envoy"], results["direct"]
     print("\nratios (bosun / envoy):")
@@ -252,8 +313,14 @@ def main():
     print(f"  cpu per request     {med(b['cpu10k']) / med(e['cpu10k']):.2f}x")
     print(f"  rss                 {b['rss'][-1]['VmRSS'] / e['rss'][-1]['VmRSS']:.2f}x")
     print(f"  startup             {med(b['startup']) / med(e['startup']):.2f}x")
+    print("references (/ envoy): what the machine allows a proxy")
+    for name in ("relay", "nginx"):
+        r = results[name]
+        print(f"  {name:6} throughput {med(r['rps']) / med(e['rps']):.2f}x, "
+              f"cpu per request {med(r['cpu10k']) / med(e['cpu10k']):.2f}x")
     print("added p50 latency over direct at 1000 rps:")
-    print(f"  bosun {med(b['p50']) - med(d['p50']):.3f} ms, envoy {med(e['p50']) - med(d['p50']):.3f} ms")
+    print("  " + ", ".join(f"{name} {med(results[name]['p50']) - med(d['p50']):.3f} ms"
+                           for name in ("relay", "nginx", "bosun", "envoy")))
 
 
 if __name__ == "__main__":

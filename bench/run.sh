@@ -13,4 +13,6 @@ if ! .venv/bin/envoy --version 2>/dev/null | grep -q "/${ENVOY_VERSION}/"; then
 fi
 export BOSUN_ENVOY="${BOSUN_ENVOY:-$PWD/.venv/bin/envoy}"
 cargo build --release --locked -p bosun
+# On its own: built together, its features could change how the proxy is compiled.
+cargo build --release --locked -p bosun-bench-relay
 exec python3 bench/bench.py "$@"

@@ -126,6 +126,8 @@ pub struct Started {
 /// Applies the static resources, binds the admin endpoint and starts xDS.
 pub async fn start(bootstrap: Bootstrap) -> Result<Started, BootstrapError> {
     let proxy = Proxy::new(bootstrap.clone());
+    // Runs as long as the proxy; nothing waits for it.
+    drop(proxy.anchor_timers());
     let statics = bootstrap.static_resources.clone().unwrap_or_default();
     let rejected = proxy
         .apply_clusters(statics.clusters, Origin::Static, "", None)

@@ -186,6 +186,26 @@ impl Proxy {
         let _ = self.shutdown.send(true);
     }
 
+    /// Keeps one timer armed in the current runtime until the proxy stops or is dropped.
+    ///
+    /// Tokio wakes its I/O driver (a write to an eventfd, then one more `epoll_wait`) whenever
+    /// a timer is armed that expires before all others, even from the runtime's own thread.
+    /// With no other timer armed, that is every request's route timeout and stream idle
+    /// timer: a wakeup and two syscalls per request. A timer that expires sooner than those,
+    /// at all times, makes arming them cost nothing but the timer wheel (tokio-rs/tokio#5207).
+    /// The task ends at shutdown or when the proxy is dropped.
+    pub fn anchor_timers(&self) -> tokio::task::JoinHandle<()> {
+        let mut shutdown = self.shutdown.subscribe();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    () = tokio::time::sleep(TIMER_ANCHOR_PERIOD) => {}
+                    () = signalled(&mut shutdown) => return,
+                }
+            }
+        })
+    }
+
     /// Resolves when shutdown was asked for.
     pub async fn wait_for_shutdown(&self) {
         let mut receiver = self.shutdown.subscribe();
@@ -733,6 +753,9 @@ impl Proxy {
     }
 }
 
+/// How often the timer anchor of [`Proxy::anchor_timers`] fires.
+const TIMER_ANCHOR_PERIOD: Duration = Duration::from_secs(1);
+
 /// Resolves once the flag behind `receiver` is set (or its sender is gone).
 pub(crate) async fn signalled(receiver: &mut watch::Receiver<bool>) {
     // The guard `wait_for` returns is dropped here, before any other await point.
@@ -957,4 +980,38 @@ fn spawn_dns_refresh(
             };
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn proxy() -> Arc<Proxy> {
+        Proxy::new(Bootstrap::default())
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_timer_anchor_fires_until_shutdown_and_then_ends() {
+        let proxy = proxy();
+        let anchor = proxy.anchor_timers();
+        // Several periods pass (paused clock: instantly); the anchor keeps going.
+        tokio::time::sleep(TIMER_ANCHOR_PERIOD * 5).await;
+        assert!(!anchor.is_finished());
+        proxy.request_shutdown();
+        let ended = tokio::time::timeout(TIMER_ANCHOR_PERIOD * 2, anchor).await;
+        assert!(
+            matches!(ended, Ok(Ok(()))),
+            "the anchor outlived shutdown: {ended:?}"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_timer_anchor_ends_with_its_proxy() {
+        let anchor = proxy().anchor_timers();
+        let ended = tokio::time::timeout(TIMER_ANCHOR_PERIOD * 2, anchor).await;
+        assert!(
+            matches!(ended, Ok(Ok(()))),
+            "the anchor outlived its proxy: {ended:?}"
+        );
+    }
 }
