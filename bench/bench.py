@@ -76,14 +76,15 @@ def rss_kib(pid):
     return values
 
 
-def nginx(port, workdir):
-    conf = os.path.join(workdir, "nginx.conf")
+def run_nginx(name, workdir, http_body):
+    """Starts one nginx worker in the foreground with `http_body` inside its `http` block."""
+    conf = os.path.join(workdir, f"{name}.conf")
     with open(conf, "w") as f:
         f.write(f"""
 worker_processes 1;
 daemon off;
-pid {workdir}/nginx.pid;
-error_log {workdir}/nginx-error.log;
+pid {workdir}/{name}.pid;
+error_log {workdir}/{name}-error.log;
 events {{ worker_connections 4096; }}
 http {{
   access_log off;
@@ -93,15 +94,20 @@ http {{
   fastcgi_temp_path {workdir};
   uwsgi_temp_path {workdir};
   scgi_temp_path {workdir};
-  server {{
+{http_body}
+}}
+""")
+    return subprocess.Popen(["nginx", "-c", conf], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def nginx(port, workdir):
+    """The backend: a fixed 200 on 127.0.0.1-3."""
+    return run_nginx("nginx", workdir, f"""  server {{
     listen 127.0.0.1:{port};
     listen 127.0.0.2:{port};
     listen 127.0.0.3:{port};
     location / {{ return 200 "hello from the backend\\n"; }}
-  }}
-}}
-""")
-    return subprocess.Popen(["nginx", "-c", conf], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+  }}""")
 
 
 def bootstrap(listen_port, backend_port, admin_port, case):
@@ -147,23 +153,7 @@ def bootstrap(listen_port, backend_port, admin_port, case):
 
 def nginx_proxy(port, backend_port, workdir):
     """nginx as a reverse proxy to the backend: one worker, keep-alive to the upstream."""
-    conf = os.path.join(workdir, "nginx-proxy.conf")
-    with open(conf, "w") as f:
-        f.write(f"""
-worker_processes 1;
-daemon off;
-pid {workdir}/nginx-proxy.pid;
-error_log {workdir}/nginx-proxy-error.log;
-events {{ worker_connections 4096; }}
-http {{
-  access_log off;
-  keepalive_requests 1000000;
-  client_body_temp_path {workdir};
-  proxy_temp_path {workdir};
-  fastcgi_temp_path {workdir};
-  uwsgi_temp_path {workdir};
-  scgi_temp_path {workdir};
-  upstream backend {{ server 127.0.0.1:{backend_port}; keepalive 64; keepalive_requests 1000000; }}
+    return run_nginx("nginx-proxy", workdir, f"""  upstream backend {{ server 127.0.0.1:{backend_port}; keepalive 64; keepalive_requests 1000000; }}
   server {{
     listen 127.0.0.1:{port};
     location / {{
@@ -171,10 +161,7 @@ http {{
       proxy_http_version 1.1;
       proxy_set_header Connection "";
     }}
-  }}
-}}
-""")
-    return subprocess.Popen(["nginx", "-c", conf], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+  }}""")
 
 
 def worker_pid(process):
